@@ -1,0 +1,45 @@
+"""Broker settings: one dataclass, checked once, shared by the library, server and CLI."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from leasebroker.keys import DEFAULT_PREFIX, KeyBuilder
+
+_DURATION_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str) -> int:
+    """``"500ms"``, ``"90s"``, ``"10m"``, ``"1.5h"``, ``"2d"``; a bare number is seconds."""
+    match = _DURATION_RE.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (examples: 500ms, 90s, 10m, 1h)")
+    return round(float(match["num"]) * _UNIT_MS[match["unit"] or "s"])
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """How the broker decides. Every process sharing one Redis must use the same values.
+
+    default_capacity: spots per slot for merchants with no loaded inventory
+        (0: slots of such merchants are not offered).
+    default_hold_ms: lease length when the request sets no lease_expiration_time.
+    max_hold_ms: the longest lease granted; longer requests are shortened to it.
+    key_prefix: first component of every Redis key.
+    """
+
+    default_capacity: int = 1
+    default_hold_ms: int = 10 * 60_000
+    max_hold_ms: int = 30 * 60_000
+    key_prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if self.default_capacity < 0:
+            raise ValueError("default capacity must be 0 or more")
+        if self.default_hold_ms <= 0:
+            raise ValueError("default hold must be positive")
+        if self.max_hold_ms < self.default_hold_ms:
+            raise ValueError("maximum hold must be at least the default hold")
+        KeyBuilder(self.key_prefix)  # raises on a prefix that could break key structure

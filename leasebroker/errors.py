@@ -1,0 +1,40 @@
+"""The broker's errors: a stable machine-readable reason, a message, and bad fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Reason(str, Enum):
+    """Stable reasons, sent to clients as ``google.rpc.ErrorInfo.reason``."""
+
+    INVALID_FIELD = "INVALID_FIELD"
+    START_TIME_PASSED = "START_TIME_PASSED"
+    EXPIRY_NOT_IN_FUTURE = "EXPIRY_NOT_IN_FUTURE"
+    CLIENT_REFERENCE_IN_USE = "CLIENT_REFERENCE_IN_USE"
+    SLOT_FULL = "SLOT_FULL"
+    SLOT_NOT_OFFERED = "SLOT_NOT_OFFERED"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad request field, named by its path in the v0 message (``lease.merchant_id``)."""
+
+    field: str
+    description: str
+
+
+@dataclass
+class BrokerError(Exception):
+    """Raised by every broker operation that did not succeed; nothing was written."""
+
+    reason: Reason
+    message: str
+    violations: tuple[FieldViolation, ...] = field(default=())
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.reason.value}: {self.message}"

@@ -1,0 +1,65 @@
+"""Checks on request values that need no clock and no store.
+
+Whether a start or expiry time lies in the past is decided inside the Lua
+scripts, on Redis's clock; a front end's clock never decides anything.
+Field names are the paths in the v0 message, so they go straight into
+``google.rpc.BadRequest`` field violations.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from leasebroker.errors import BrokerError, FieldViolation, Reason
+from leasebroker.model import LeaseRequest
+
+MAX_ID_BYTES = 256
+NS_PER_S = 1_000_000_000
+# The range protobuf's Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_INSTANT_NS = -62_135_596_800 * NS_PER_S
+MAX_INSTANT_NS = 253_402_300_800 * NS_PER_S - 1
+# No bookable slot lasts longer than this; anything longer is a client bug.
+MAX_SLOT_DURATION_NS = 31 * 86_400 * NS_PER_S
+
+
+def check_id(value: str, field: str, *, required: bool) -> FieldViolation | None:
+    """An id must be non-empty (when required), at most 256 UTF-8 bytes, free of control codes."""
+    if not value:
+        return FieldViolation(field, "is required") if required else None
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        return FieldViolation(field, f"is longer than {MAX_ID_BYTES} bytes")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        return FieldViolation(field, "contains control characters")
+    return None
+
+
+def lease_request_violations(request: LeaseRequest) -> list[FieldViolation]:
+    """Everything wrong with a CreateLease request that can be told without a clock."""
+    slot = request.slot
+    checks = [
+        check_id(slot.merchant_id, "lease.merchant_id", required=True),
+        check_id(slot.service_id, "lease.service_id", required=True),
+        check_id(request.client_reference, "lease.client_reference", required=True),
+        check_id(slot.staff_id, "lease.resources.staff_id", required=False),
+        check_id(slot.room_id, "lease.resources.room_id", required=False),
+        check_id(request.availability_tag, "lease.availability_tag", required=False),
+    ]
+    if not MIN_INSTANT_NS <= slot.start_ns <= MAX_INSTANT_NS:
+        checks.append(FieldViolation("lease.start_time", "is outside the valid timestamp range"))
+    if slot.duration_ns <= 0:
+        checks.append(FieldViolation("lease.duration", "must be positive"))
+    elif slot.duration_ns > MAX_SLOT_DURATION_NS:
+        checks.append(FieldViolation("lease.duration", "is longer than 31 days"))
+    expiry = request.requested_expiry_ns
+    if expiry is not None and not MIN_INSTANT_NS <= expiry <= MAX_INSTANT_NS:
+        checks.append(
+            FieldViolation("lease.lease_expiration_time", "is outside the valid timestamp range")
+        )
+    return [v for v in checks if v is not None]
+
+
+def raise_if_invalid(violations: list[FieldViolation]) -> None:
+    """One INVALID_FIELD error naming every bad field, or nothing."""
+    if violations:
+        names = ", ".join(v.field for v in violations)
+        raise BrokerError(Reason.INVALID_FIELD, f"invalid request: {names}", tuple(violations))
