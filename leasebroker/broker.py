@@ -17,6 +17,7 @@ import redis.exceptions
 
 from leasebroker.config import BrokerConfig
 from leasebroker.errors import BrokerError, Reason
+from leasebroker.feed import InventorySlot
 from leasebroker.keys import IdKind, KeyBuilder, make_public_id, new_token
 from leasebroker.model import NS_PER_MS, Lease, LeaseRequest
 from leasebroker.outcomes import Outcome
@@ -60,8 +61,15 @@ def request_fingerprint(request: LeaseRequest) -> str:
     s = request.slot
     canonical = msgpack.packb(
         [
-            s.merchant_id, s.service_id, s.start_ns, s.duration_ns, s.staff_id, s.room_id,
-            request.availability_tag, request.client_reference, request.requested_expiry_ns,
+            s.merchant_id,
+            s.service_id,
+            s.start_ns,
+            s.duration_ns,
+            s.staff_id,
+            s.room_id,
+            request.availability_tag,
+            request.client_reference,
+            request.requested_expiry_ns,
         ]
     )
     return hashlib.sha256(canonical).hexdigest()
@@ -146,6 +154,22 @@ class LeaseBroker:
                 replayed=outcome is Outcome.REPLAYED,
             )
         raise self._refusal(outcome)
+
+    def replace_inventory(self, merchant_id: str, slots: Sequence[InventorySlot]) -> int:
+        """Make ``slots`` the merchant's complete inventory, atomically; returns the slot count.
+
+        From then on the merchant offers only these slots. Existing leases and
+        bookings are not touched.
+        """
+        if not slots:
+            raise ValueError("an inventory needs at least one slot")
+        if any(item.slot.merchant_id != merchant_id for item in slots):
+            raise ValueError(f"every slot must belong to merchant {merchant_id!r}")
+        args: list[str | int] = []
+        for item in slots:
+            args += [item.slot.field(), item.capacity]
+        reply = self._call("replace_inventory", [self.keys.inventory(merchant_id)], args)
+        return int(reply[1])
 
     @staticmethod
     def _refusal(outcome: Outcome) -> BrokerError:

@@ -98,14 +98,18 @@ def check_server(client: Any) -> list[str]:
     try:
         policy = client.config_get("maxmemory-policy")
     except redis.ResponseError:
-        warnings.append("could not read maxmemory-policy (CONFIG is disabled); make sure it is "
-                        "noeviction: an evicted hold is a silent double booking")
+        warnings.append(
+            "could not read maxmemory-policy (CONFIG is disabled); make sure it is "
+            "noeviction: an evicted hold is a silent double booking"
+        )
     else:
         values = _config_values(policy, "maxmemory-policy")
         bad = sorted({v for v in values if v != "noeviction"})
         if bad:
-            warnings.append(f"maxmemory-policy is {', '.join(bad)}, not noeviction: under memory "
-                            "pressure Redis may evict holds, and a slot could be double booked")
+            warnings.append(
+                f"maxmemory-policy is {', '.join(bad)}, not noeviction: under memory "
+                "pressure Redis may evict holds, and a slot could be double booked"
+            )
     return warnings
 
 

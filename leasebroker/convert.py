@@ -1,0 +1,89 @@
+"""Between v0 protobuf messages and the broker core's plain data.
+
+Shape checks that only the wire can fail (a missing message, nanos out of
+range) happen here and are reported as field violations; value checks live in
+:mod:`leasebroker.validation`.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from leasebroker.api.v0 import booking_service_pb2 as pb
+from leasebroker.errors import FieldViolation
+from leasebroker.keys import SlotId
+from leasebroker.model import NS_PER_MS, Lease, LeaseRequest
+from leasebroker.validation import NS_PER_S, lease_request_violations, raise_if_invalid
+
+# Duration's own limit: +-10,000 years.
+_MAX_DURATION_S = 315_576_000_000
+
+
+def timestamp_ns(ts: Timestamp, field: str, violations: list[FieldViolation]) -> int:
+    """Nanoseconds since the epoch; a violation when nanos is outside [0, 1e9)."""
+    if not 0 <= ts.nanos < NS_PER_S:
+        violations.append(FieldViolation(field, "nanos must be in [0, 999999999]"))
+        return 0
+    return ts.seconds * NS_PER_S + ts.nanos
+
+
+def duration_ns(d: Duration, field: str, violations: list[FieldViolation]) -> int:
+    """Nanoseconds; a violation for out-of-range nanos or seconds and nanos of opposite signs."""
+    mixed_signs = (d.seconds > 0 and d.nanos < 0) or (d.seconds < 0 and d.nanos > 0)
+    if abs(d.nanos) >= NS_PER_S or abs(d.seconds) > _MAX_DURATION_S or mixed_signs:
+        violations.append(FieldViolation(field, "is not a valid Duration"))
+        return 0
+    return d.seconds * NS_PER_S + d.nanos
+
+
+def lease_request_from_proto(lease: pb.Lease) -> LeaseRequest:
+    """The CreateLease request as core data; raises BrokerError(INVALID_FIELD) on a bad shape.
+
+    ``lease_id`` is ignored, as the API says for creation.
+    """
+    violations: list[FieldViolation] = []
+    start = duration = 0
+    if lease.HasField("start_time"):
+        start = timestamp_ns(lease.start_time, "lease.start_time", violations)
+    else:
+        violations.append(FieldViolation("lease.start_time", "is required"))
+    if lease.HasField("duration"):
+        duration = duration_ns(lease.duration, "lease.duration", violations)
+    else:
+        violations.append(FieldViolation("lease.duration", "is required"))
+    expiry = None
+    if lease.HasField("lease_expiration_time"):
+        expiry = timestamp_ns(
+            lease.lease_expiration_time, "lease.lease_expiration_time", violations
+        )
+    request = LeaseRequest(
+        slot=SlotId(
+            merchant_id=lease.merchant_id,
+            service_id=lease.service_id,
+            start_ns=start,
+            duration_ns=duration,
+            staff_id=lease.resources.staff_id,
+            room_id=lease.resources.room_id,
+        ),
+        client_reference=lease.client_reference,
+        availability_tag=lease.availability_tag,
+        requested_expiry_ns=expiry,
+    )
+    # Report shape and value problems together, without repeating a field.
+    seen = {v.field for v in violations}
+    violations += [v for v in lease_request_violations(request) if v.field not in seen]
+    raise_if_invalid(violations)
+    return request
+
+
+def lease_to_proto(request: pb.Lease, lease: Lease) -> pb.Lease:
+    """The response Lease: the request echoed field for field, with lease_id and expiry set."""
+    reply = pb.Lease()
+    reply.CopyFrom(request)
+    reply.lease_id = lease.lease_id
+    expires_ns = lease.expires_at_ms * NS_PER_MS
+    reply.lease_expiration_time.seconds, reply.lease_expiration_time.nanos = divmod(
+        expires_ns, NS_PER_S
+    )
+    return reply

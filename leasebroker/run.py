@@ -1,0 +1,101 @@
+"""What ``leasebroker serve`` and ``leasebroker inventory load`` do, after option parsing."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import redis.exceptions
+
+from leasebroker.broker import LeaseBroker
+from leasebroker.cli import EXIT_OK, EXIT_USAGE, CliError, config_from_args, unreachable
+from leasebroker.errors import BrokerError
+from leasebroker.feed import FeedError, read_feed
+from leasebroker.server import serve_until_signalled, start_server
+from leasebroker.store import Store, check_server, connect, embedded_store
+
+log = logging.getLogger("leasebroker")
+
+
+def open_store(args: argparse.Namespace, pool_size: int) -> Store:
+    """Connect to --redis-url (checked and sanity-checked) or start the embedded store."""
+    if not args.redis_url:
+        return embedded_store()
+    try:
+        store = connect(args.redis_url, pool_size=pool_size, cluster=args.redis_cluster)
+        store.client.ping()
+        warnings = check_server(store.client)
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise unreachable(f"Redis at {args.redis_url}", exc) from exc
+    except RuntimeError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    for warning in warnings:
+        log.warning("%s", warning)
+    return store
+
+
+def _load_feed(broker: LeaseBroker, path: str) -> int:
+    """Replace each merchant's inventory with its slots in the feed; returns the slot count."""
+    try:
+        inventories = read_feed(path)
+    except FeedError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    total = 0
+    for merchant_id, slots in inventories.items():
+        try:
+            total += broker.replace_inventory(merchant_id, slots)
+        except BrokerError as exc:
+            raise unreachable("the lease store", exc) from exc
+    log.info("loaded %d slots for %d merchants from %s", total, len(inventories), path)
+    return total
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1", EXIT_USAGE)
+    config = config_from_args(args)
+    # One connection per handler thread, plus a few spare, so bursts never wait on the pool.
+    store = open_store(args, pool_size=args.workers + 4)
+    broker = LeaseBroker(store.client, config)
+    if args.inventory:
+        _load_feed(broker, args.inventory)
+    try:
+        running = start_server(broker, args.host, args.port, args.workers)
+    except (OSError, RuntimeError) as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}", EXIT_USAGE) from exc
+    if store.embedded:
+        log.warning("no --redis-url given: using the %s", store.description)
+    else:
+        log.info("using %s", store.description)
+    log.info(
+        "default capacity %d, default hold %d ms, max hold %d ms, key prefix %r",
+        config.default_capacity,
+        config.default_hold_ms,
+        config.max_hold_ms,
+        config.key_prefix,
+    )
+    log.info("listening on %s:%d", args.host, running.port)
+    serve_until_signalled(running)
+    return EXIT_OK
+
+
+def load_inventory(args: argparse.Namespace) -> int:
+    logging.basicConfig(level="INFO", format="%(message)s")
+    if not args.redis_url:
+        raise CliError(
+            "inventory load needs --redis-url (or LEASEBROKER_REDIS_URL); the embedded store "
+            "lives inside one serve process: use `leasebroker serve --inventory FEED.json`",
+            EXIT_USAGE,
+        )
+    config = config_from_args(args)
+    # Parse before connecting: a bad feed is reported without touching the store.
+    try:
+        read_feed(args.feed)
+    except FeedError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    store = open_store(args, pool_size=2)
+    _load_feed(LeaseBroker(store.client, config), args.feed)
+    return EXIT_OK

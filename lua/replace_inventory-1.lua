@@ -1,0 +1,20 @@
+-- replace_inventory: replace a merchant's whole inventory at once.
+--
+-- KEYS[1]  inventory   HASH  slot field -> capacity
+--
+-- ARGV     pairs: slot field, capacity, slot field, capacity, ... (at least one pair)
+--
+-- Returns {OUTCOME.OK, number of slots written}
+--
+-- A merchant with an inventory key offers only the slots in it, so the old
+-- inventory is dropped and the new one written in one atomic step: no caller
+-- ever sees a half-loaded merchant. Leases and bookings are not touched.
+
+redis.call('DEL', KEYS[1])
+-- HSET in chunks: unpack() of thousands of arguments overflows Lua's C stack.
+local chunk = 1000
+for i = 1, #ARGV, chunk do
+  local last = math.min(i + chunk - 1, #ARGV)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
+end
+return {OUTCOME.OK, #ARGV / 2}
