@@ -129,6 +129,9 @@ class LeaseBroker:
             self.keys.inventory(slot.merchant_id),
             self.keys.client_ref(slot.merchant_id, request.client_reference),
             self.keys.lease(slot.merchant_id, token),
+            self.keys.fences(slot.merchant_id),
+            self.keys.lease_index(slot.merchant_id),
+            self.keys.events(slot.merchant_id),
         ]
         expiry = request.requested_expiry_ns
         args = [
@@ -141,6 +144,8 @@ class LeaseBroker:
             self.config.default_hold_ms,
             self.config.max_hold_ms,
             _lease_data(request),
+            self.config.record_retention_ms,
+            self.config.events_maxlen,
         ]
         reply = self._call("create_lease", keys, args)
         outcome = Outcome(int(reply[0]))
@@ -151,6 +156,7 @@ class LeaseBroker:
                 client_reference=request.client_reference,
                 availability_tag=request.availability_tag,
                 expires_at_ms=int(reply[2]),
+                fence=int(reply[3]),
                 replayed=outcome is Outcome.REPLAYED,
             )
         raise self._refusal(outcome)

@@ -28,12 +28,17 @@ class BrokerConfig:
     default_hold_ms: lease length when the request sets no lease_expiration_time.
     max_hold_ms: the longest lease granted; longer requests are shortened to it.
     key_prefix: first component of every Redis key.
+    record_retention_ms: how long a lease record stays readable after the lease
+        ended (for inspection, retries and the expiry sweeper).
+    events_maxlen: approximate length each merchant's event stream is capped at.
     """
 
     default_capacity: int = 1
     default_hold_ms: int = 10 * 60_000
     max_hold_ms: int = 30 * 60_000
     key_prefix: str = DEFAULT_PREFIX
+    record_retention_ms: int = 24 * 3_600_000
+    events_maxlen: int = 10_000
 
     def __post_init__(self) -> None:
         if self.default_capacity < 0:
@@ -42,4 +47,8 @@ class BrokerConfig:
             raise ValueError("default hold must be positive")
         if self.max_hold_ms < self.default_hold_ms:
             raise ValueError("maximum hold must be at least the default hold")
+        if self.record_retention_ms < 0:
+            raise ValueError("record retention must be 0 or more")
+        if self.events_maxlen < 1:
+            raise ValueError("the event stream needs a max length of at least 1")
         KeyBuilder(self.key_prefix)  # raises on a prefix that could break key structure

@@ -6,6 +6,9 @@ Layout (prefix ``lb`` by default; docs/keys.md is the operator's guide)::
     lb:{<merchant>}:lease:<token>                                     HASH lease record
     lb:{<merchant>}:ref:<client_reference>                            HASH idempotency entry
     lb:{<merchant>}:inventory                                         HASH slot -> capacity
+    lb:{<merchant>}:fences                                            HASH slot -> fencing token
+    lb:{<merchant>}:leases                                            ZSET lease id -> expiry
+    lb:{<merchant>}:events                                            STREAM state changes
 
 Every key of one merchant carries the merchant as its Redis Cluster hash tag,
 so every script touches a single cluster slot. Each id is percent-encoded
@@ -153,6 +156,18 @@ class KeyBuilder:
     def inventory(self, merchant_id: str) -> str:
         """A merchant's loaded inventory (HASH of slot field -> capacity)."""
         return f"{self.merchant_root(merchant_id)}:inventory"
+
+    def fences(self, merchant_id: str) -> str:
+        """Per-slot fencing counters (HASH of slot field -> last token); they only grow."""
+        return f"{self.merchant_root(merchant_id)}:fences"
+
+    def lease_index(self, merchant_id: str) -> str:
+        """Every lease of the merchant not yet swept (ZSET of lease id -> expiry ms)."""
+        return f"{self.merchant_root(merchant_id)}:leases"
+
+    def events(self, merchant_id: str) -> str:
+        """The merchant's capped event stream (XREAD / consumer groups)."""
+        return f"{self.merchant_root(merchant_id)}:events"
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""

@@ -26,13 +26,19 @@ class LeaseRequest:
 
 @dataclass(frozen=True)
 class Lease:
-    """A granted lease. ``replayed`` is True when an identical earlier request's lease came back."""
+    """A granted lease.
+
+    ``fence`` is the slot's fencing token for this lease: it only grows from one
+    lease of a slot to the next. ``replayed`` is True when an identical earlier
+    request's lease came back.
+    """
 
     lease_id: str
     slot: SlotId
     client_reference: str
     availability_tag: str
     expires_at_ms: int
+    fence: int
     replayed: bool = False
 
     @property

@@ -32,15 +32,24 @@ class ScriptSource:
     text: str
 
 
+def _one_line(library: str) -> str:
+    """The shared helpers as one line: whole-line comments dropped, lines joined."""
+    lines = (line.strip() for line in library.splitlines())
+    return " ".join(line for line in lines if line and not line.startswith("--"))
+
+
 @cache
 def load_sources() -> dict[str, ScriptSource]:
     """Every shipped script by operation name.
 
-    The ``OUTCOME`` table goes on the script's first line, in front of its header
-    comment, so line numbers in Redis error messages match the file.
+    The ``OUTCOME`` table and the helpers of ``_lib.lua`` go on the script's first
+    line, in front of its header comment, so line numbers in Redis error messages
+    match the file.
     """
+    folder = resources.files("leasebroker") / "lua"
+    preamble = f"local OUTCOME = {lua_table()} {_one_line(folder.joinpath('_lib.lua').read_text())}"
     sources: dict[str, ScriptSource] = {}
-    for entry in (resources.files("leasebroker") / "lua").iterdir():
+    for entry in folder.iterdir():
         match = _NAME_RE.match(entry.name)
         if not match:
             continue
@@ -51,7 +60,7 @@ def load_sources() -> dict[str, ScriptSource]:
         sources[name] = ScriptSource(
             name=name,
             key_count=int(match["keys"]),
-            text=f"local OUTCOME = {lua_table()} {body}",
+            text=f"{preamble} {body}",
         )
     return sources
 

@@ -1,0 +1,96 @@
+-- create_lease: hold one spot of a slot until the lease expires, atomically.
+--
+-- KEYS[1]  slot occupancy   ZSET    member lease/booking id, score expiry ms (bookings: +inf)
+-- KEYS[2]  inventory        HASH    slot field -> capacity (absent: merchant has no inventory)
+-- KEYS[3]  client ref       HASH    lease, fp, expires_ms (idempotency entry)
+-- KEYS[4]  lease record     HASH    for the new lease (fields listed at the write below)
+-- KEYS[5]  fences           HASH    slot field -> last fencing token handed out
+-- KEYS[6]  lease index      ZSET    lease id -> expiry ms, every lease not yet swept
+-- KEYS[7]  events           STREAM  the merchant's event stream
+--
+-- ARGV[1]  lease id to assign (fresh, unguessable; unused on a replay)
+-- ARGV[2]  request fingerprint (same request <=> same fingerprint)
+-- ARGV[3]  slot field (name of the slot within the merchant)
+-- ARGV[4]  default capacity for merchants without inventory (0: such slots are not offered)
+-- ARGV[5]  slot start, ms since the epoch (floor)
+-- ARGV[6]  requested expiry, ms since the epoch (floor), or "" for the default hold
+-- ARGV[7]  default hold, ms
+-- ARGV[8]  maximum hold, ms
+-- ARGV[9]  lease data (msgpack, opaque here: stored as it is, never decoded)
+-- ARGV[10] record retention after expiry, ms (for inspection and the sweeper)
+-- ARGV[11] event stream max length (approximate)
+--
+-- Returns {OUTCOME.OK, lease_id, expires_ms, fence}          new hold written
+--         {OUTCOME.REPLAYED, lease_id, expires_ms, fence}    same reference + request: that lease
+--         {OUTCOME.CLIENT_REFERENCE_IN_USE, lease_id}        same reference, other request
+--         {OUTCOME.SLOT_NOT_OFFERED}                         not in inventory / capacity unknown
+--         {OUTCOME.SLOT_FULL, capacity}                      every spot is taken
+--         {OUTCOME.START_TIME_PASSED, now_ms}                slot start is not after now
+--         {OUTCOME.EXPIRY_NOT_IN_FUTURE, now_ms}             requested expiry is not after now
+--
+-- Redis TIME is the only clock: a hold is live while its expiry is after now, and
+-- stops counting at that very millisecond, whether or not Redis has dropped it yet.
+
+local now = now_ms()
+
+local ref = redis.call('HMGET', KEYS[3], 'lease', 'fp', 'expires_ms', 'fence')
+if ref[1] and tonumber(ref[3]) > now then
+  if ref[2] == ARGV[2] then
+    return {OUTCOME.REPLAYED, ref[1], tonumber(ref[3]), tonumber(ref[4])}
+  end
+  return {OUTCOME.CLIENT_REFERENCE_IN_USE, ref[1]}
+end
+
+local start = tonumber(ARGV[5])
+if start <= now then
+  return {OUTCOME.START_TIME_PASSED, now}
+end
+
+local expires = now + tonumber(ARGV[7])
+if ARGV[6] ~= '' then
+  local requested = tonumber(ARGV[6])
+  if requested <= now then
+    return {OUTCOME.EXPIRY_NOT_IN_FUTURE, now}
+  end
+  expires = math.min(requested, now + tonumber(ARGV[8]))
+end
+expires = math.min(expires, start)
+
+local capacity = redis.call('HGET', KEYS[2], ARGV[3])
+if capacity then
+  capacity = tonumber(capacity)
+elseif redis.call('EXISTS', KEYS[2]) == 1 then
+  return {OUTCOME.SLOT_NOT_OFFERED}
+else
+  capacity = tonumber(ARGV[4])
+  if capacity <= 0 then
+    return {OUTCOME.SLOT_NOT_OFFERED}
+  end
+end
+
+-- Holds that have expired no longer count; drop them before counting.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= capacity then
+  return {OUTCOME.SLOT_FULL, capacity}
+end
+
+local lease_id = ARGV[1]
+local fence = redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
+redis.call('ZADD', KEYS[1], expires, lease_id)
+refresh_slot_ttl(KEYS[1])
+
+redis.call('HSET', KEYS[4],
+  'lease_id', lease_id, 'state', 'held', 'slot', KEYS[1], 'slot_field', ARGV[3],
+  'client_ref', KEYS[3], 'fp', ARGV[2], 'fence', fence,
+  'created_ms', now, 'expires_ms', expires, 'data', ARGV[9])
+redis.call('PEXPIREAT', KEYS[4], expires + tonumber(ARGV[10]))
+
+redis.call('HSET', KEYS[3], 'lease', lease_id, 'fp', ARGV[2], 'expires_ms', expires,
+  'fence', fence)
+redis.call('PEXPIREAT', KEYS[3], expires)
+
+redis.call('ZADD', KEYS[6], expires, lease_id)
+emit(KEYS[7], ARGV[11], 'lease.created', {'lease_id', lease_id, 'slot', ARGV[3],
+  'fence', fence, 'expires_ms', expires, 'at_ms', now})
+
+return {OUTCOME.OK, lease_id, expires, fence}
