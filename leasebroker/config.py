@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 from leasebroker.keys import DEFAULT_PREFIX, KeyBuilder
 
-_DURATION_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*$")
+_DURATION_RE = re.compile(r"\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 def parse_duration_ms(text: str) -> int:
     """``"500ms"``, ``"90s"``, ``"10m"``, ``"1.5h"``, ``"2d"``; a bare number is seconds."""
-    match = _DURATION_RE.match(text)
+    match = _DURATION_RE.fullmatch(text)
     if not match:
         raise ValueError(f"not a duration: {text!r} (examples: 500ms, 90s, 10m, 1h)")
     return round(float(match["num"]) * _UNIT_MS[match["unit"] or "s"])

@@ -7,13 +7,15 @@ range) happen here and are reported as field violations; value checks live in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.errors import FieldViolation
 from leasebroker.keys import SlotId
-from leasebroker.model import NS_PER_MS, Lease, LeaseRequest
+from leasebroker.model import NS_PER_MS, Booking, BookingRequest, Lease, LeaseRequest
 from leasebroker.validation import NS_PER_S, lease_request_violations, raise_if_invalid
 
 # Duration's own limit: +-10,000 years.
@@ -87,3 +89,91 @@ def lease_to_proto(request: pb.Lease, lease: Lease) -> pb.Lease:
         expires_ns, NS_PER_S
     )
     return reply
+
+
+_STATUS_TO_PROTO = {"confirmed": pb.CONFIRMED, "cancelled": pb.CANCELED}
+_RESCHEDULE_PATHS = frozenset({"start_time", "duration"})
+
+
+def booking_request_from_proto(request: pb.CreateBookingRequest) -> BookingRequest:
+    """The CreateBooking request as core data. payment_processing_parameters is not
+    kept: the broker processes no payments."""
+    client = None
+    if request.HasField("client_information"):
+        client = request.client_information.SerializeToString(deterministic=True)
+    payment = None
+    if request.HasField("payment_information"):
+        payment = request.payment_information.SerializeToString()
+    return BookingRequest(
+        lease_id=request.lease_ref.lease_id,
+        client_information=client,
+        payment_information=payment,
+    )
+
+
+def booking_to_proto(booking: Booking) -> pb.Booking:
+    """A stored booking as a v0 Booking (CANCELED is 4 on the v0 wire)."""
+    reply = pb.Booking(
+        booking_id=booking.booking_id,
+        merchant_id=booking.slot.merchant_id,
+        service_id=booking.slot.service_id,
+        status=_STATUS_TO_PROTO[booking.status],
+    )
+    reply.start_time.seconds, reply.start_time.nanos = divmod(booking.slot.start_ns, NS_PER_S)
+    reply.duration.seconds, reply.duration.nanos = divmod(booking.slot.duration_ns, NS_PER_S)
+    reply.client_information.ParseFromString(booking.client_information)
+    if booking.payment_information is not None:
+        reply.payment_information.ParseFromString(booking.payment_information)
+    return reply
+
+
+@dataclass(frozen=True)
+class BookingUpdate:
+    """An UpdateBooking request: a cancel, or a reschedule (None keeps the current value)."""
+
+    booking_id: str
+    cancel: bool
+    start_ns: int | None = None
+    duration_ns: int | None = None
+
+
+def booking_update_from_proto(request: pb.UpdateBookingRequest) -> BookingUpdate:
+    """Check the update mask: ``status`` (to CANCELED) alone, or ``start_time`` and/or
+    ``duration``; anything else is INVALID_FIELD with BadRequest details."""
+    paths = set(request.update_mask.paths)
+    booking = request.booking
+    violations: list[FieldViolation] = []
+    if not paths:
+        violations.append(
+            FieldViolation("update_mask", "is empty: set status, or start_time and duration")
+        )
+    unknown = sorted(paths - _RESCHEDULE_PATHS - {"status"})
+    if unknown:
+        violations.append(
+            FieldViolation(
+                "update_mask",
+                f"cannot update {', '.join(unknown)}; only status, start_time and duration",
+            )
+        )
+    if "status" in paths and paths & _RESCHEDULE_PATHS:
+        violations.append(FieldViolation("update_mask", "cancel and reschedule separately"))
+    if "status" in paths and booking.status != pb.CANCELED:
+        violations.append(FieldViolation("booking.status", "can only be set to CANCELED"))
+    start = duration = None
+    if "start_time" in paths:
+        if booking.HasField("start_time"):
+            start = timestamp_ns(booking.start_time, "booking.start_time", violations)
+        else:
+            violations.append(FieldViolation("booking.start_time", "is in the mask but not set"))
+    if "duration" in paths:
+        if booking.HasField("duration"):
+            duration = duration_ns(booking.duration, "booking.duration", violations)
+        else:
+            violations.append(FieldViolation("booking.duration", "is in the mask but not set"))
+    raise_if_invalid(violations)
+    return BookingUpdate(
+        booking_id=booking.booking_id,
+        cancel="status" in paths,
+        start_ns=start,
+        duration_ns=duration,
+    )

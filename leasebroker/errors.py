@@ -15,6 +15,18 @@ class Reason(str, Enum):
     CLIENT_REFERENCE_IN_USE = "CLIENT_REFERENCE_IN_USE"
     SLOT_FULL = "SLOT_FULL"
     SLOT_NOT_OFFERED = "SLOT_NOT_OFFERED"
+    LEASE_NOT_FOUND = "LEASE_NOT_FOUND"
+    LEASE_EXPIRED = "LEASE_EXPIRED"
+    LEASE_RELEASED = "LEASE_RELEASED"
+    # CreateBooking: the lease was already booked by a different client.
+    LEASE_ALREADY_BOOKED = "LEASE_ALREADY_BOOKED"
+    # Release/extend: the lease became a booking, so it cannot change any more.
+    LEASE_CONSUMED = "LEASE_CONSUMED"
+    FENCING_TOKEN_STALE = "FENCING_TOKEN_STALE"
+    BOOKING_NOT_FOUND = "BOOKING_NOT_FOUND"
+    BOOKING_CANCELLED = "BOOKING_CANCELLED"
+    # Cancel/reschedule after the booked slot started.
+    SLOT_STARTED = "SLOT_STARTED"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
     INTERNAL = "INTERNAL"
 

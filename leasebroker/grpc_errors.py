@@ -22,14 +22,19 @@ STATUS_FOR_REASON: dict[Reason, grpc.StatusCode] = {
     Reason.CLIENT_REFERENCE_IN_USE: grpc.StatusCode.ALREADY_EXISTS,
     Reason.SLOT_FULL: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Reason.SLOT_NOT_OFFERED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Reason.LEASE_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    # v0 names no code for an expired lease; "the lease ID is not valid" (NOT_FOUND) fits.
+    Reason.LEASE_EXPIRED: grpc.StatusCode.NOT_FOUND,
+    Reason.LEASE_RELEASED: grpc.StatusCode.NOT_FOUND,
+    Reason.LEASE_ALREADY_BOOKED: grpc.StatusCode.ALREADY_EXISTS,
+    Reason.LEASE_CONSUMED: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.FENCING_TOKEN_STALE: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.BOOKING_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    # v0: updates the business logic forbids are INVALID_ARGUMENT.
+    Reason.BOOKING_CANCELLED: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.SLOT_STARTED: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.STORE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Reason.INTERNAL: grpc.StatusCode.INTERNAL,
-}
-
-# Field a time-related refusal is about, so clients get a BadRequest for it too.
-_FIELD_FOR_REASON = {
-    Reason.START_TIME_PASSED: "lease.start_time",
-    Reason.EXPIRY_NOT_IN_FUTURE: "lease.lease_expiration_time",
 }
 
 
@@ -49,16 +54,13 @@ def to_status(error: BrokerError) -> grpc.Status:
             )
         )
     ]
-    violations = list(error.violations)
-    if not violations and error.reason in _FIELD_FOR_REASON:
-        violations = [(_FIELD_FOR_REASON[error.reason], error.message)]
-    else:
-        violations = [(v.field, v.description) for v in violations]
-    if violations:
+    if error.violations:
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
-                for f, d in violations
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in error.violations
             ]
         )
         details.append(_packed(bad_request))

@@ -9,6 +9,9 @@ Layout (prefix ``lb`` by default; docs/keys.md is the operator's guide)::
     lb:{<merchant>}:fences                                            HASH slot -> fencing token
     lb:{<merchant>}:leases                                            ZSET lease id -> expiry
     lb:{<merchant>}:events                                            STREAM state changes
+    lb:{<merchant>}:booking:<token>                                   HASH booking record
+    lb:{<merchant>}:bookings                                          ZSET booking id -> start
+    lb:merchants                                                      SET  merchant registry
 
 Every key of one merchant carries the merchant as its Redis Cluster hash tag,
 so every script touches a single cluster slot. Each id is percent-encoded
@@ -26,15 +29,15 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 DEFAULT_PREFIX = "lb"
 
 # Characters kept as they are in key components, besides ASCII letters, digits and "_.-~".
 _SAFE = "!$&'()+,;=@/"
 _TOKEN_BYTES = 16  # 128 random bits per lease or booking id
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{22}")
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _NS_PER_S = 1_000_000_000
 
 
@@ -60,6 +63,28 @@ def _fraction(nanos: int) -> str:
     return f".{nanos:09d}".rstrip("0") if nanos else ""
 
 
+_INSTANT_RE = re.compile(r"(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)(?:\.(\d{1,9}))?Z")
+_SPAN_RE = re.compile(r"(\d+)(?:\.(\d{1,9}))?s")
+
+
+def parse_instant(text: str) -> int:
+    """Inverse of :func:`format_instant`."""
+    match = _INSTANT_RE.fullmatch(text)
+    if not match:
+        raise ValueError(f"not an instant: {text!r}")
+    parts = [int(p) for p in match.groups()[:6]]
+    seconds = int(datetime(*parts, tzinfo=timezone.utc).timestamp())
+    return seconds * _NS_PER_S + int((match[7] or "").ljust(9, "0"))
+
+
+def parse_span(text: str) -> int:
+    """Inverse of :func:`format_span`."""
+    match = _SPAN_RE.fullmatch(text)
+    if not match:
+        raise ValueError(f"not a span: {text!r}")
+    return int(match[1]) * _NS_PER_S + int((match[2] or "").ljust(9, "0"))
+
+
 @dataclass(frozen=True)
 class SlotId:
     """What identifies a slot: the v0 Lease fields that pick one bookable unit."""
@@ -81,6 +106,22 @@ class SlotId:
                 encode_component(self.staff_id),
                 encode_component(self.room_id),
             )
+        )
+
+    @classmethod
+    def from_field(cls, merchant_id: str, field: str) -> SlotId:
+        """Inverse of :meth:`field`; ValueError when ``field`` is not one."""
+        parts = field.split(":")
+        if len(parts) != 5:
+            raise ValueError(f"not a slot field: {field!r}")
+        service, start, span, staff, room = parts
+        return cls(
+            merchant_id=merchant_id,
+            service_id=unquote(service),
+            start_ns=parse_instant(start),
+            duration_ns=parse_span(span),
+            staff_id=unquote(staff),
+            room_id=unquote(room),
         )
 
 
@@ -114,7 +155,7 @@ def make_public_id(kind: str, merchant_id: str, token: str) -> str:
 def parse_public_id(public_id: str, kind: str) -> ParsedId | None:
     """Take apart an id made by :func:`make_public_id`; None when it is not one of ours."""
     parts = public_id.split(".")
-    if len(parts) != 3 or parts[0] != kind or not _TOKEN_RE.match(parts[2]):
+    if len(parts) != 3 or parts[0] != kind or not _TOKEN_RE.fullmatch(parts[2]):
         return None
     encoded = parts[1]
     try:
@@ -131,7 +172,7 @@ class KeyBuilder:
     """Builds every Redis key the broker uses, under one configurable prefix."""
 
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
-        if not _PREFIX_RE.match(prefix):
+        if not _PREFIX_RE.fullmatch(prefix):
             raise ValueError(
                 f"key prefix {prefix!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
             )
@@ -168,6 +209,18 @@ class KeyBuilder:
     def events(self, merchant_id: str) -> str:
         """The merchant's capped event stream (XREAD / consumer groups)."""
         return f"{self.merchant_root(merchant_id)}:events"
+
+    def booking(self, merchant_id: str, token: str) -> str:
+        """One booking record (HASH); kept until an operator removes it."""
+        return f"{self.merchant_root(merchant_id)}:booking:{token}"
+
+    def booking_index(self, merchant_id: str) -> str:
+        """Every booking of the merchant (ZSET of booking id -> slot start ms)."""
+        return f"{self.merchant_root(merchant_id)}:bookings"
+
+    def merchants(self) -> str:
+        """Registry of merchant ids (SET) that the expiry sweeper walks; no hash tag."""
+        return f"{self.prefix}:merchants"
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""

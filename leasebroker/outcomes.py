@@ -28,6 +28,30 @@ class Outcome(IntEnum):
     START_TIME_PASSED = 5
     # The requested lease_expiration_time is not after Redis's clock.
     EXPIRY_NOT_IN_FUTURE = 6
+    # No lease record under that id (never existed, or its retention passed).
+    LEASE_NOT_FOUND = 7
+    # The lease's hold has ended (its expiry is not after now).
+    LEASE_EXPIRED = 8
+    # The lease was released early.
+    LEASE_RELEASED = 9
+    # The lease already became a booking (data: that booking's id).
+    LEASE_CONSUMED = 10
+    # CreateBooking retried for a lease it already consumed, same client: that booking.
+    BOOKING_REPLAYED = 11
+    # The caller's fencing token is not the lease's.
+    FENCE_MISMATCH = 12
+    # No booking record under that id.
+    BOOKING_NOT_FOUND = 13
+    # The booking is cancelled, so it cannot change any more.
+    BOOKING_CANCELLED = 14
+    # The booking's slot has started: too late to cancel or reschedule.
+    SLOT_STARTED = 15
+    # The record's slot is not the one the caller read (it moved meanwhile): read again.
+    SLOT_MOVED = 16
+    # Nothing to do; the record was already in the asked-for state (data: as for OK).
+    UNCHANGED = 17
+    # The sweeper found the lease still live (or already swept).
+    NOT_DUE = 18
 
 
 def lua_table() -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from leasebroker.outcomes import lua_table
 
-_NAME_RE = re.compile(r"^(?P<name>[a-z_]+)-(?P<keys>\d+)\.lua$")
+_NAME_RE = re.compile(r"(?P<name>[a-z_]+)-(?P<keys>\d+)\.lua")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def load_sources() -> dict[str, ScriptSource]:
     preamble = f"local OUTCOME = {lua_table()} {_one_line(folder.joinpath('_lib.lua').read_text())}"
     sources: dict[str, ScriptSource] = {}
     for entry in folder.iterdir():
-        match = _NAME_RE.match(entry.name)
+        match = _NAME_RE.fullmatch(entry.name)
         if not match:
             continue
         body = entry.read_text(encoding="utf-8")

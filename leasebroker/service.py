@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 
@@ -10,10 +13,35 @@ from leasebroker import grpc_errors
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 from leasebroker.broker import LeaseBroker
-from leasebroker.convert import lease_request_from_proto, lease_to_proto
+from leasebroker.convert import (
+    booking_request_from_proto,
+    booking_to_proto,
+    booking_update_from_proto,
+    lease_request_from_proto,
+    lease_to_proto,
+)
 from leasebroker.errors import BrokerError, Reason
 
 log = logging.getLogger(__name__)
+
+Reply = TypeVar("Reply")
+
+
+def rpc(method: Callable[[Any, Any, grpc.ServicerContext], Reply]) -> Callable[..., Reply]:
+    """Turn BrokerError into its status; any other exception into a bare INTERNAL."""
+
+    @functools.wraps(method)
+    def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Reply:
+        try:
+            return method(self, request, context)
+        except BrokerError as error:
+            grpc_errors.abort(context, error)
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            grpc_errors.abort(context, BrokerError(Reason.INTERNAL, "internal error"))
+        raise AssertionError("unreachable: abort raises")
+
+    return handler
 
 
 class BookingService(pb_grpc.BookingServiceServicer):
@@ -22,14 +50,32 @@ class BookingService(pb_grpc.BookingServiceServicer):
     def __init__(self, broker: LeaseBroker) -> None:
         self.broker = broker
 
+    @rpc
     def CreateLease(
         self, request: pb.CreateLeaseRequest, context: grpc.ServicerContext
     ) -> pb.CreateLeaseResponse:
-        try:
-            lease = self.broker.create_lease(lease_request_from_proto(request.lease))
-        except BrokerError as error:
-            grpc_errors.abort(context, error)
-        except Exception:
-            log.exception("CreateLease failed")
-            grpc_errors.abort(context, BrokerError(Reason.INTERNAL, "internal error"))
+        lease = self.broker.create_lease(lease_request_from_proto(request.lease))
         return pb.CreateLeaseResponse(lease=lease_to_proto(request.lease, lease))
+
+    @rpc
+    def CreateBooking(
+        self, request: pb.CreateBookingRequest, context: grpc.ServicerContext
+    ) -> pb.CreateBookingResponse:
+        booking = self.broker.create_booking(booking_request_from_proto(request))
+        return pb.CreateBookingResponse(booking=booking_to_proto(booking))
+
+    @rpc
+    def UpdateBooking(
+        self, request: pb.UpdateBookingRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateBookingResponse:
+        update = booking_update_from_proto(request)
+        if update.cancel:
+            booking = self.broker.cancel_booking(update.booking_id)
+        else:
+            start, duration = update.start_ns, update.duration_ns
+            if start is None or duration is None:
+                current = self.broker.get_booking(update.booking_id).slot
+                start = current.start_ns if start is None else start
+                duration = current.duration_ns if duration is None else duration
+            booking = self.broker.reschedule_booking(update.booking_id, start, duration)
+        return pb.UpdateBookingResponse(booking=booking_to_proto(booking))

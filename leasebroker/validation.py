@@ -33,6 +33,13 @@ def check_id(value: str, field: str, *, required: bool) -> FieldViolation | None
     return None
 
 
+def check_instant(epoch_ns: int, field: str) -> FieldViolation | None:
+    """An instant must lie in protobuf Timestamp's range."""
+    if MIN_INSTANT_NS <= epoch_ns <= MAX_INSTANT_NS:
+        return None
+    return FieldViolation(field, "is outside the valid timestamp range")
+
+
 def lease_request_violations(request: LeaseRequest) -> list[FieldViolation]:
     """Everything wrong with a CreateLease request that can be told without a clock."""
     slot = request.slot
@@ -44,17 +51,13 @@ def lease_request_violations(request: LeaseRequest) -> list[FieldViolation]:
         check_id(slot.room_id, "lease.resources.room_id", required=False),
         check_id(request.availability_tag, "lease.availability_tag", required=False),
     ]
-    if not MIN_INSTANT_NS <= slot.start_ns <= MAX_INSTANT_NS:
-        checks.append(FieldViolation("lease.start_time", "is outside the valid timestamp range"))
+    checks.append(check_instant(slot.start_ns, "lease.start_time"))
     if slot.duration_ns <= 0:
         checks.append(FieldViolation("lease.duration", "must be positive"))
     elif slot.duration_ns > MAX_SLOT_DURATION_NS:
         checks.append(FieldViolation("lease.duration", "is longer than 31 days"))
-    expiry = request.requested_expiry_ns
-    if expiry is not None and not MIN_INSTANT_NS <= expiry <= MAX_INSTANT_NS:
-        checks.append(
-            FieldViolation("lease.lease_expiration_time", "is outside the valid timestamp range")
-        )
+    if request.requested_expiry_ns is not None:
+        checks.append(check_instant(request.requested_expiry_ns, "lease.lease_expiration_time"))
     return [v for v in checks if v is not None]
 
 

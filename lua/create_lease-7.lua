@@ -82,7 +82,7 @@ refresh_slot_ttl(KEYS[1])
 redis.call('HSET', KEYS[4],
   'lease_id', lease_id, 'state', 'held', 'slot', KEYS[1], 'slot_field', ARGV[3],
   'client_ref', KEYS[3], 'fp', ARGV[2], 'fence', fence,
-  'created_ms', now, 'expires_ms', expires, 'data', ARGV[9])
+  'start_ms', start, 'created_ms', now, 'expires_ms', expires, 'data', ARGV[9])
 redis.call('PEXPIREAT', KEYS[4], expires + tonumber(ARGV[10]))
 
 redis.call('HSET', KEYS[3], 'lease', lease_id, 'fp', ARGV[2], 'expires_ms', expires,

@@ -1,8 +1,10 @@
 -- replace_inventory: replace a merchant's whole inventory at once.
 --
--- KEYS[1]  inventory   HASH  slot field -> capacity
+-- KEYS[1]  inventory   HASH    slot field -> capacity
+-- KEYS[2]  events      STREAM  the merchant's event stream
 --
--- ARGV     pairs: slot field, capacity, slot field, capacity, ... (at least one pair)
+-- ARGV[1]  event stream max length (approximate)
+-- ARGV[2..] pairs: slot field, capacity, slot field, capacity, ... (at least one pair)
 --
 -- Returns {OUTCOME.OK, number of slots written}
 --
@@ -10,11 +12,14 @@
 -- inventory is dropped and the new one written in one atomic step: no caller
 -- ever sees a half-loaded merchant. Leases and bookings are not touched.
 
+local now = now_ms()
 redis.call('DEL', KEYS[1])
 -- HSET in chunks: unpack() of thousands of arguments overflows Lua's C stack.
 local chunk = 1000
-for i = 1, #ARGV, chunk do
+for i = 2, #ARGV, chunk do
   local last = math.min(i + chunk - 1, #ARGV)
   redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
 end
-return {OUTCOME.OK, #ARGV / 2}
+local slots = (#ARGV - 1) / 2
+emit(KEYS[2], ARGV[1], 'inventory.loaded', {'slots', slots, 'at_ms', now})
+return {OUTCOME.OK, slots}

@@ -1,0 +1,276 @@
+"""Booking operations: consume a lease (v0 CreateBooking), cancel, reschedule, inspect, list."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import msgpack
+
+from leasebroker.api.v0 import booking_service_pb2 as pb
+from leasebroker.core import BrokerCore, Refusals
+from leasebroker.errors import BrokerError, FieldViolation, Reason
+from leasebroker.keys import IdKind, SlotId, make_public_id, new_token
+from leasebroker.leases import LEASE_REFUSALS, slot_from_data
+from leasebroker.model import NS_PER_MS, Booking, BookingRequest
+from leasebroker.outcomes import Outcome
+from leasebroker.validation import (
+    MAX_SLOT_DURATION_NS,
+    check_id,
+    check_instant,
+    raise_if_invalid,
+)
+
+_CONSUME_REFUSALS: Refusals = {
+    **LEASE_REFUSALS,
+    # On CreateBooking a consumed lease means another client booked it first.
+    Outcome.LEASE_CONSUMED: (
+        Reason.LEASE_ALREADY_BOOKED,
+        "this lease was already booked with different client_information",
+    ),
+    Outcome.SLOT_FULL: (
+        Reason.SLOT_FULL,
+        "the slot is no longer available: its capacity was lowered below its bookings",
+    ),
+}
+
+_CANCEL_REFUSALS: Refusals = {
+    Outcome.BOOKING_NOT_FOUND: (Reason.BOOKING_NOT_FOUND, "no such booking"),
+    Outcome.SLOT_STARTED: (
+        Reason.SLOT_STARTED,
+        "the booked slot has started: too late to cancel",
+        "booking.status",
+    ),
+}
+
+_RESCHEDULE_REFUSALS: Refusals = {
+    Outcome.BOOKING_NOT_FOUND: (Reason.BOOKING_NOT_FOUND, "no such booking"),
+    Outcome.BOOKING_CANCELLED: (
+        Reason.BOOKING_CANCELLED,
+        "a cancelled booking cannot be rescheduled",
+        "booking.start_time",
+    ),
+    Outcome.SLOT_STARTED: (
+        Reason.SLOT_STARTED,
+        "the booked slot has started: too late to reschedule",
+        "booking.start_time",
+    ),
+    Outcome.START_TIME_PASSED: (
+        Reason.START_TIME_PASSED,
+        "the new start_time has passed",
+        "booking.start_time",
+    ),
+    Outcome.SLOT_NOT_OFFERED: (Reason.SLOT_NOT_OFFERED, "the new slot is not offered"),
+    Outcome.SLOT_FULL: (Reason.SLOT_FULL, "the new slot has no free spot"),
+}
+
+# A record that moved between our read and the script is read again this often.
+_MOVE_RETRIES = 5
+
+_CLIENT_TEXT_FIELDS = ("given_name", "family_name", "telephone", "email")
+_ADDRESS_FIELDS = (
+    "address_country", "address_locality", "address_region",
+    "post_office_box_number", "postal_code", "street_address",
+)  # fmt: skip
+
+
+def client_violations(serialized: bytes | None) -> list[FieldViolation]:
+    """ClientInformation must be present, carry a telephone, and hold sane text."""
+    if serialized is None:
+        return [FieldViolation("client_information", "is required")]
+    try:
+        client = pb.ClientInformation.FromString(serialized)
+    except Exception:  # protobuf raises DecodeError, or others on corrupt input
+        return [FieldViolation("client_information", "is not a valid ClientInformation")]
+    checks = [
+        check_id(getattr(client, name), f"client_information.{name}", required=name == "telephone")
+        for name in _CLIENT_TEXT_FIELDS
+    ]
+    checks += [
+        check_id(getattr(client.address, name), f"client_information.address.{name}",
+                 required=False)
+        for name in _ADDRESS_FIELDS
+    ]  # fmt: skip
+    return [v for v in checks if v is not None]
+
+
+def _client_fingerprint(serialized: bytes) -> str:
+    return hashlib.sha256(serialized).hexdigest()
+
+
+class BookingOps(BrokerCore):
+    """Turning leases into bookings and changing bookings."""
+
+    def create_booking(self, request: BookingRequest) -> Booking:
+        """Consume a live lease and book its spot. A retry with the same
+        client_information returns the same booking (``replayed``)."""
+        client = request.client_information
+        raise_if_invalid(client_violations(client))
+        assert client is not None  # checked just above
+        parsed, lease_key, record = self._load(IdKind.LEASE, request.lease_id)
+        merchant = parsed.merchant_id
+        data = msgpack.unpackb(record["data"])
+        slot = slot_from_data(data)
+        token = new_token()
+        booking_data = msgpack.packb(
+            {
+                "v": 1,
+                "merchant_id": merchant,
+                "service_id": slot.service_id,
+                "staff_id": slot.staff_id,
+                "room_id": slot.room_id,
+                "availability_tag": data["availability_tag"],
+                "client_information": client,
+                "payment_information": request.payment_information,
+            }
+        )
+        fence = request.expected_fence
+        reply = self._call(
+            "consume_lease",
+            [
+                lease_key,
+                record["slot"].decode(),
+                self.keys.inventory(merchant),
+                self.keys.booking(merchant, token),
+                self.keys.booking_index(merchant),
+                self.keys.lease_index(merchant),
+                self.keys.events(merchant),
+            ],
+            [
+                request.lease_id,
+                make_public_id(IdKind.BOOKING, merchant, token),
+                _client_fingerprint(client),
+                booking_data,
+                self.config.default_capacity,
+                "" if fence is None else fence,
+                self.config.record_retention_ms,
+                self.config.events_maxlen,
+                slot.start_ns,
+                slot.duration_ns,
+            ],
+        )
+        outcome = Outcome(int(reply[0]))
+        if outcome is Outcome.BOOKING_REPLAYED:
+            return dataclasses.replace(self.get_booking(reply[1].decode()), replayed=True)
+        if outcome is not Outcome.OK:
+            raise self._refuse(outcome, _CONSUME_REFUSALS)
+        now = int(reply[3])
+        return Booking(
+            booking_id=reply[1].decode(),
+            lease_id=request.lease_id,
+            slot=slot,
+            status="confirmed",
+            fence=int(reply[2]),
+            created_ms=now,
+            updated_ms=now,
+            client_information=client,
+            payment_information=request.payment_information,
+        )
+
+    def _booking_view(self, record: dict[str, bytes]) -> Booking:
+        data = msgpack.unpackb(record["data"])
+        slot = SlotId(
+            merchant_id=data["merchant_id"],
+            service_id=data["service_id"],
+            start_ns=int(record["start_ns"]),
+            duration_ns=int(record["duration_ns"]),
+            staff_id=data["staff_id"],
+            room_id=data["room_id"],
+        )
+        return Booking(
+            booking_id=record["booking_id"].decode(),
+            lease_id=record["lease_id"].decode(),
+            slot=slot,
+            status=record["status"].decode(),
+            fence=int(record["fence"]),
+            created_ms=int(record["created_ms"]),
+            updated_ms=int(record["updated_ms"]),
+            client_information=data["client_information"],
+            payment_information=data["payment_information"],
+        )
+
+    def get_booking(self, booking_id: str) -> Booking:
+        _parsed, _key, record = self._load(IdKind.BOOKING, booking_id)
+        return self._booking_view(record)
+
+    def list_bookings(
+        self,
+        merchant_id: str,
+        slot: SlotId | None = None,
+        start_from_ns: int | None = None,
+        start_before_ns: int | None = None,
+    ) -> list[Booking]:
+        """The merchant's bookings (cancelled ones too), by slot start, optionally of one
+        slot or of slots starting in [from, before)."""
+        low = "-inf" if start_from_ns is None else start_from_ns // NS_PER_MS
+        high = "+inf" if start_before_ns is None else f"({-(-start_before_ns // NS_PER_MS)}"
+        ids = self._read(self.client.zrangebyscore, self.keys.booking_index(merchant_id), low, high)
+        bookings = []
+        for booking_id in ids:
+            try:
+                booking = self.get_booking(booking_id.decode())
+            except BrokerError as error:
+                if error.reason is Reason.BOOKING_NOT_FOUND:
+                    continue
+                raise
+            if slot is None or booking.slot == slot:
+                bookings.append(booking)
+        return bookings
+
+    def cancel_booking(self, booking_id: str) -> Booking:
+        """Cancel a booking and free its spot now. Cancelling a cancelled booking
+        returns it unchanged; after its slot has started it is refused (SLOT_STARTED)."""
+        for _ in range(_MOVE_RETRIES):
+            parsed, key, record = self._load(IdKind.BOOKING, booking_id)
+            reply = self._call(
+                "cancel_booking",
+                [key, record["slot"].decode(), self.keys.events(parsed.merchant_id)],
+                [booking_id, self.config.events_maxlen],
+            )
+            outcome = Outcome(int(reply[0]))
+            if outcome is not Outcome.SLOT_MOVED:
+                break
+        if outcome not in (Outcome.OK, Outcome.UNCHANGED):
+            raise self._refuse(outcome, _CANCEL_REFUSALS)
+        return self.get_booking(booking_id)
+
+    def reschedule_booking(self, booking_id: str, start_ns: int, duration_ns: int) -> Booking:
+        """Move a booking to the slot with the same service and resources at the new
+        start and duration, if that slot has room; otherwise it stays where it was."""
+        violations = [
+            check_instant(start_ns, "booking.start_time"),
+            None if 0 < duration_ns <= MAX_SLOT_DURATION_NS else FieldViolation(
+                "booking.duration", "must be positive and at most 31 days"),
+        ]  # fmt: skip
+        raise_if_invalid([v for v in violations if v is not None])
+        for _ in range(_MOVE_RETRIES):
+            parsed, key, record = self._load(IdKind.BOOKING, booking_id)
+            merchant = parsed.merchant_id
+            current = self._booking_view(record).slot
+            target = dataclasses.replace(current, start_ns=start_ns, duration_ns=duration_ns)
+            reply = self._call(
+                "reschedule_booking",
+                [
+                    key,
+                    record["slot"].decode(),
+                    self.keys.slot(target),
+                    self.keys.inventory(merchant),
+                    self.keys.booking_index(merchant),
+                    self.keys.events(merchant),
+                ],
+                [
+                    booking_id,
+                    target.field(),
+                    start_ns // NS_PER_MS,
+                    start_ns,
+                    duration_ns,
+                    self.config.default_capacity,
+                    self.config.events_maxlen,
+                ],
+            )
+            outcome = Outcome(int(reply[0]))
+            if outcome is not Outcome.SLOT_MOVED:
+                break
+        if outcome not in (Outcome.OK, Outcome.UNCHANGED):
+            raise self._refuse(outcome, _RESCHEDULE_REFUSALS)
+        return self.get_booking(booking_id)

@@ -1,0 +1,131 @@
+"""What every broker operation shares: the client, keys, scripts and error handling."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis.exceptions
+
+from leasebroker.config import BrokerConfig
+from leasebroker.errors import BrokerError, FieldViolation, Reason
+from leasebroker.keys import IdKind, KeyBuilder, ParsedId, parse_public_id
+from leasebroker.outcomes import Outcome
+from leasebroker.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+# Redis errors after which nothing was written, or the write is safe to retry:
+# every script is atomic and every mutation is idempotent by its reference.
+_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,  # a replica after failover, before clients move on
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+)
+
+# How often a process re-adds a merchant to the registry the sweeper walks.
+_REGISTRY_REFRESH_S = 60.0
+
+# Outcome -> (reason, message) or (reason, message, the request field it is about).
+Refusals = Mapping[Outcome, tuple[Reason, str] | tuple[Reason, str, str]]
+
+
+def unavailable(exc: Exception) -> BrokerError:
+    return BrokerError(Reason.STORE_UNAVAILABLE, "the lease store is unreachable; safe to retry")
+
+
+class BrokerCore:
+    """A Redis client with the broker's keys and registered scripts."""
+
+    def __init__(self, client: Any, config: BrokerConfig | None = None) -> None:
+        self.client = client
+        self.config = config or BrokerConfig()
+        self.keys = KeyBuilder(self.config.key_prefix)
+        self.scripts = Scripts(client)
+        self._registered: dict[str, float] = {}
+        self._registry_lock = threading.Lock()
+
+    def _call(self, name: str, keys: Sequence[str], args: Sequence[str | bytes | int]) -> list:
+        """Run one script; store failures become STORE_UNAVAILABLE, anything else INTERNAL."""
+        try:
+            return self.scripts[name](keys, args)
+        except _UNAVAILABLE as exc:
+            raise unavailable(exc) from exc
+        except redis.exceptions.RedisError as exc:
+            log.exception("script %s failed", name)
+            raise BrokerError(Reason.INTERNAL, "internal error") from exc
+
+    def _read(self, fn: Any, *args: Any) -> Any:
+        """A plain read command, with the same error mapping as scripts."""
+        try:
+            return fn(*args)
+        except _UNAVAILABLE as exc:
+            raise unavailable(exc) from exc
+        except redis.exceptions.RedisError as exc:
+            log.exception("read failed")
+            raise BrokerError(Reason.INTERNAL, "internal error") from exc
+
+    def _record(self, key: str) -> dict[str, bytes]:
+        """A record HASH with text field names (empty when the key does not exist)."""
+        raw = self._read(self.client.hgetall, key)
+        return {k.decode(): v for k, v in raw.items()}
+
+    def _load(self, kind: str, public_id: str) -> tuple[ParsedId, str, dict[str, bytes]]:
+        """The merchant, record key and fields behind a lease or booking id.
+
+        Raises LEASE_NOT_FOUND / BOOKING_NOT_FOUND for a malformed id or no record.
+        """
+        is_lease = kind == IdKind.LEASE
+        noun, reason = (
+            ("lease", Reason.LEASE_NOT_FOUND) if is_lease else ("booking", Reason.BOOKING_NOT_FOUND)
+        )
+        parsed = parse_public_id(public_id, kind)
+        if parsed is None:
+            raise BrokerError(reason, f"no such {noun} (malformed {noun} id)")
+        build = self.keys.lease if is_lease else self.keys.booking
+        key = build(parsed.merchant_id, parsed.token)
+        record = self._record(key)
+        if record.get(f"{noun}_id") != public_id.encode():
+            raise BrokerError(reason, f"no such {noun}")
+        return parsed, key, record
+
+    def now_ms(self) -> int:
+        """Redis's clock, for views that tell a live hold from an expired one."""
+        seconds, micros = self._read(self.client.time)
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    @staticmethod
+    def _refuse(outcome: Outcome, refusals: Refusals) -> BrokerError:
+        if outcome not in refusals:
+            log.error("unexpected script outcome %s", outcome)
+            return BrokerError(Reason.INTERNAL, "internal error")
+        reason, message, *field = refusals[outcome]
+        return BrokerError(reason, message, tuple(FieldViolation(f, message) for f in field))
+
+    def register_merchant(self, merchant_id: str) -> None:
+        """Make sure the expiry sweeper knows this merchant (at most once a minute per process).
+
+        The registry is one SET outside any merchant's hash tag, so scripts cannot
+        write it; a missed entry only delays lease.expired events, never a decision.
+        """
+        now = time.monotonic()
+        with self._registry_lock:
+            if now - self._registered.get(merchant_id, -_REGISTRY_REFRESH_S) < _REGISTRY_REFRESH_S:
+                return
+            self._registered[merchant_id] = now
+        try:
+            self.client.sadd(self.keys.merchants(), merchant_id)
+        except _UNAVAILABLE as exc:
+            with self._registry_lock:
+                self._registered.pop(merchant_id, None)
+            raise unavailable(exc) from exc
+
+    def merchants(self) -> list[str]:
+        """Every merchant the registry knows (those with leases, bookings or inventory)."""
+        members = self._read(self.client.smembers, self.keys.merchants())
+        return sorted(m.decode() for m in members)

@@ -1,0 +1,77 @@
+"""Inventory operations: load a merchant's slots, set one capacity, and see how full slots are."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from leasebroker.core import BrokerCore
+from leasebroker.errors import BrokerError, Reason
+from leasebroker.feed import InventorySlot
+from leasebroker.keys import SlotId
+from leasebroker.model import SlotStatus
+
+
+class InventoryOps(BrokerCore):
+    """What each merchant offers, and how much of it is taken."""
+
+    def replace_inventory(self, merchant_id: str, slots: Sequence[InventorySlot]) -> int:
+        """Make ``slots`` the merchant's complete inventory, atomically; returns the slot count.
+
+        From then on the merchant offers only these slots. Existing leases and
+        bookings are not touched.
+        """
+        if not slots:
+            raise ValueError("an inventory needs at least one slot")
+        if any(item.slot.merchant_id != merchant_id for item in slots):
+            raise ValueError(f"every slot must belong to merchant {merchant_id!r}")
+        self.register_merchant(merchant_id)
+        args: list[str | int] = [self.config.events_maxlen]
+        for item in slots:
+            args += [item.slot.field(), item.capacity]
+        reply = self._call(
+            "replace_inventory",
+            [self.keys.inventory(merchant_id), self.keys.events(merchant_id)],
+            args,
+        )
+        return int(reply[1])
+
+    def set_capacity(self, slot: SlotId, capacity: int) -> int | None:
+        """Set one slot's capacity; returns the previous one (None: it was not listed).
+
+        Lowering it cancels nothing already held or booked. Note that a merchant
+        without inventory gets one by this, which then offers only listed slots.
+        """
+        if capacity < 0:
+            raise BrokerError(Reason.INVALID_FIELD, "capacity must be 0 or more")
+        self.register_merchant(slot.merchant_id)
+        reply = self._call(
+            "set_capacity",
+            [self.keys.inventory(slot.merchant_id), self.keys.events(slot.merchant_id)],
+            [slot.field(), capacity, self.config.events_maxlen],
+        )
+        previous = int(reply[1])
+        return None if previous < 0 else previous
+
+    def get_inventory(self, merchant_id: str) -> list[InventorySlot]:
+        """The merchant's loaded inventory, by start time (empty: it has none)."""
+        raw = self._read(self.client.hgetall, self.keys.inventory(merchant_id))
+        slots = [
+            InventorySlot(SlotId.from_field(merchant_id, field.decode()), int(capacity))
+            for field, capacity in raw.items()
+        ]
+        return sorted(slots, key=lambda s: (s.slot.start_ns, s.slot.field()))
+
+    def slot_status(self, slot: SlotId) -> SlotStatus:
+        """Capacity, live holds, bookings and free spots of one slot, read atomically."""
+        reply = self._call(
+            "slot_status",
+            [self.keys.slot(slot), self.keys.inventory(slot.merchant_id)],
+            [slot.field(), self.config.default_capacity],
+        )
+        return SlotStatus(
+            slot=slot,
+            capacity=int(reply[1]),
+            source=reply[2].decode(),
+            holds=int(reply[3]),
+            bookings=int(reply[4]),
+        )

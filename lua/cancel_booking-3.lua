@@ -1,0 +1,37 @@
+-- cancel_booking: cancel a booking and free its spot at once (v0 UpdateBooking, status).
+--
+-- KEYS[1]  booking record   HASH    the booking
+-- KEYS[2]  slot occupancy   ZSET    its slot (as read from the record by the caller)
+-- KEYS[3]  events           STREAM  the merchant's event stream
+--
+-- ARGV[1]  booking id
+-- ARGV[2]  event stream max length (approximate)
+--
+-- Returns {OUTCOME.OK}                  cancelled now
+--         {OUTCOME.UNCHANGED}           it was cancelled already
+--         {OUTCOME.BOOKING_NOT_FOUND}   no such booking
+--         {OUTCOME.SLOT_MOVED}          it was rescheduled since the caller read it: read again
+--         {OUTCOME.SLOT_STARTED}        its slot has started: too late to cancel
+
+local now = now_ms()
+local booking = redis.call('HMGET', KEYS[1], 'booking_id', 'status', 'slot', 'slot_field',
+  'start_ms')
+if booking[1] ~= ARGV[1] then
+  return {OUTCOME.BOOKING_NOT_FOUND}
+end
+if booking[2] == 'cancelled' then
+  return {OUTCOME.UNCHANGED}
+end
+if booking[3] ~= KEYS[2] then
+  return {OUTCOME.SLOT_MOVED}
+end
+if tonumber(booking[5]) <= now then
+  return {OUTCOME.SLOT_STARTED}
+end
+
+redis.call('ZREM', KEYS[2], ARGV[1])
+refresh_slot_ttl(KEYS[2])
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_ms', now)
+emit(KEYS[3], ARGV[2], 'booking.cancelled', {'booking_id', ARGV[1], 'slot', booking[4],
+  'at_ms', now})
+return {OUTCOME.OK}

@@ -1,0 +1,60 @@
+-- extend_lease: push a live lease's expiry later, within its bounds.
+--
+-- KEYS[1]  lease record     HASH    the lease
+-- KEYS[2]  slot occupancy   ZSET    its slot (as read from the record by the caller)
+-- KEYS[3]  client ref       HASH    its idempotency entry (lives as long as the lease)
+-- KEYS[4]  lease index      ZSET    lease id -> expiry ms
+-- KEYS[5]  events           STREAM  the merchant's event stream
+--
+-- ARGV[1]  lease id
+-- ARGV[2]  extension, ms (added to the current expiry)
+-- ARGV[3]  maximum hold, ms (counted from the lease's creation)
+-- ARGV[4]  expected fencing token, or "" to skip the check
+-- ARGV[5]  record retention after the lease ended, ms
+-- ARGV[6]  event stream max length (approximate)
+--
+-- Returns {OUTCOME.OK, expires_ms}           new expiry (the bounds may cap it)
+--         {OUTCOME.LEASE_NOT_FOUND}          no such lease (or not this slot)
+--         {OUTCOME.LEASE_EXPIRED}            its expiry is not after now
+--         {OUTCOME.LEASE_RELEASED}           released early
+--         {OUTCOME.LEASE_CONSUMED, booking_id}  it became a booking
+--         {OUTCOME.FENCE_MISMATCH, fence}    ARGV[4] is not the lease's token
+--
+-- Bounds: never past created + maximum hold, never past the slot's start.
+
+local now = now_ms()
+local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_field',
+  'expires_ms', 'client_ref', 'booking_id', 'fence', 'created_ms', 'start_ms')
+if lease[1] ~= ARGV[1] or lease[3] ~= KEYS[2] then
+  return {OUTCOME.LEASE_NOT_FOUND}
+end
+if lease[2] == 'consumed' then
+  return {OUTCOME.LEASE_CONSUMED, lease[7]}
+end
+if lease[2] == 'released' then
+  return {OUTCOME.LEASE_RELEASED}
+end
+local expires = tonumber(lease[5])
+if lease[2] ~= 'held' or expires <= now then
+  return {OUTCOME.LEASE_EXPIRED}
+end
+if ARGV[4] ~= '' and ARGV[4] ~= lease[8] then
+  return {OUTCOME.FENCE_MISMATCH, tonumber(lease[8])}
+end
+
+local bound = math.min(tonumber(lease[9]) + tonumber(ARGV[3]), tonumber(lease[10]))
+local extended = math.max(expires, math.min(expires + tonumber(ARGV[2]), bound))
+if extended > expires then
+  redis.call('ZADD', KEYS[2], 'XX', extended, ARGV[1])
+  refresh_slot_ttl(KEYS[2])
+  redis.call('HSET', KEYS[1], 'expires_ms', extended)
+  redis.call('PEXPIREAT', KEYS[1], extended + tonumber(ARGV[5]))
+  if lease[6] == KEYS[3] and redis.call('HGET', KEYS[3], 'lease') == ARGV[1] then
+    redis.call('HSET', KEYS[3], 'expires_ms', extended)
+    redis.call('PEXPIREAT', KEYS[3], extended)
+  end
+  redis.call('ZADD', KEYS[4], extended, ARGV[1])
+  emit(KEYS[5], ARGV[6], 'lease.extended', {'lease_id', ARGV[1], 'slot', lease[4],
+    'fence', lease[8], 'expires_ms', extended, 'at_ms', now})
+end
+return {OUTCOME.OK, extended}

@@ -1,0 +1,41 @@
+-- release_lease: end a live lease early and free its spot at once. Idempotent.
+--
+-- KEYS[1]  lease record     HASH    the lease
+-- KEYS[2]  slot occupancy   ZSET    its slot (as read from the record by the caller)
+-- KEYS[3]  client ref       HASH    its idempotency entry (freed with it)
+-- KEYS[4]  lease index      ZSET    lease id -> expiry ms
+-- KEYS[5]  events           STREAM  the merchant's event stream
+--
+-- ARGV[1]  lease id
+-- ARGV[2]  record retention after the lease ended, ms
+-- ARGV[3]  event stream max length (approximate)
+--
+-- Returns {OUTCOME.OK}                      released now
+--         {OUTCOME.UNCHANGED}               already released, or already expired
+--         {OUTCOME.LEASE_NOT_FOUND}         no such lease (or not this slot)
+--         {OUTCOME.LEASE_CONSUMED, booking_id}  it became a booking: cancel that instead
+
+local now = now_ms()
+local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_field',
+  'expires_ms', 'client_ref', 'booking_id')
+if lease[1] ~= ARGV[1] or lease[3] ~= KEYS[2] then
+  return {OUTCOME.LEASE_NOT_FOUND}
+end
+if lease[2] == 'consumed' then
+  return {OUTCOME.LEASE_CONSUMED, lease[7]}
+end
+if lease[2] ~= 'held' or tonumber(lease[5]) <= now then
+  return {OUTCOME.UNCHANGED}
+end
+
+redis.call('ZREM', KEYS[2], ARGV[1])
+refresh_slot_ttl(KEYS[2])
+if lease[6] == KEYS[3] and redis.call('HGET', KEYS[3], 'lease') == ARGV[1] then
+  redis.call('DEL', KEYS[3])
+end
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'released', 'ended_ms', now)
+redis.call('PEXPIREAT', KEYS[1], now + tonumber(ARGV[2]))
+emit(KEYS[5], ARGV[3], 'lease.released', {'lease_id', ARGV[1], 'slot', lease[4],
+  'at_ms', now})
+return {OUTCOME.OK}

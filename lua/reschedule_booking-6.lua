@@ -1,0 +1,76 @@
+-- reschedule_booking: move a booking to another slot of the merchant if it has room,
+-- atomically; otherwise leave it exactly where it was (v0 UpdateBooking, start_time/duration).
+--
+-- KEYS[1]  booking record   HASH    the booking
+-- KEYS[2]  old occupancy    ZSET    its current slot (as read from the record by the caller)
+-- KEYS[3]  new occupancy    ZSET    the slot it moves to
+-- KEYS[4]  inventory        HASH    slot field -> capacity
+-- KEYS[5]  booking index    ZSET    booking id -> slot start ms
+-- KEYS[6]  events           STREAM  the merchant's event stream
+--
+-- ARGV[1]  booking id
+-- ARGV[2]  new slot field
+-- ARGV[3]  new slot start, ms since the epoch (floor)
+-- ARGV[4]  new slot start, ns (stored as text)
+-- ARGV[5]  new slot duration, ns (stored as text)
+-- ARGV[6]  default capacity for merchants without inventory (0: such slots are not offered)
+-- ARGV[7]  event stream max length (approximate)
+--
+-- Returns {OUTCOME.OK}                  moved
+--         {OUTCOME.UNCHANGED}           the new slot is the one it already has
+--         {OUTCOME.BOOKING_NOT_FOUND}   no such booking
+--         {OUTCOME.BOOKING_CANCELLED}   a cancelled booking cannot move
+--         {OUTCOME.SLOT_MOVED}          it moved since the caller read it: read again
+--         {OUTCOME.SLOT_STARTED}        its current slot has started: too late to move
+--         {OUTCOME.START_TIME_PASSED, now_ms}   the new slot's start is not after now
+--         {OUTCOME.SLOT_NOT_OFFERED}    the new slot is not offered
+--         {OUTCOME.SLOT_FULL, capacity} the new slot has no free spot
+
+local now = now_ms()
+local booking = redis.call('HMGET', KEYS[1], 'booking_id', 'status', 'slot', 'slot_field',
+  'start_ms')
+if booking[1] ~= ARGV[1] then
+  return {OUTCOME.BOOKING_NOT_FOUND}
+end
+if booking[2] == 'cancelled' then
+  return {OUTCOME.BOOKING_CANCELLED}
+end
+if booking[3] ~= KEYS[2] then
+  return {OUTCOME.SLOT_MOVED}
+end
+if tonumber(booking[5]) <= now then
+  return {OUTCOME.SLOT_STARTED}
+end
+if KEYS[3] == KEYS[2] then
+  return {OUTCOME.UNCHANGED}
+end
+if tonumber(ARGV[3]) <= now then
+  return {OUTCOME.START_TIME_PASSED, now}
+end
+
+local capacity = redis.call('HGET', KEYS[4], ARGV[2])
+if capacity then
+  capacity = tonumber(capacity)
+elseif redis.call('EXISTS', KEYS[4]) == 1 then
+  return {OUTCOME.SLOT_NOT_OFFERED}
+else
+  capacity = tonumber(ARGV[6])
+  if capacity <= 0 then
+    return {OUTCOME.SLOT_NOT_OFFERED}
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= capacity then
+  return {OUTCOME.SLOT_FULL, capacity}
+end
+
+redis.call('ZREM', KEYS[2], ARGV[1])
+refresh_slot_ttl(KEYS[2])
+redis.call('ZADD', KEYS[3], '+inf', ARGV[1])
+refresh_slot_ttl(KEYS[3])
+redis.call('HSET', KEYS[1], 'slot', KEYS[3], 'slot_field', ARGV[2], 'start_ms', ARGV[3],
+  'start_ns', ARGV[4], 'duration_ns', ARGV[5], 'updated_ms', now)
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+emit(KEYS[6], ARGV[7], 'booking.rescheduled', {'booking_id', ARGV[1], 'from_slot', booking[4],
+  'slot', ARGV[2], 'at_ms', now})
+return {OUTCOME.OK}

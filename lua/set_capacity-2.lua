@@ -1,0 +1,21 @@
+-- set_capacity: set one slot's capacity in a merchant's inventory.
+--
+-- KEYS[1]  inventory   HASH    slot field -> capacity
+-- KEYS[2]  events      STREAM  the merchant's event stream
+--
+-- ARGV[1]  slot field
+-- ARGV[2]  capacity (0 or more)
+-- ARGV[3]  event stream max length (approximate)
+--
+-- Returns {OUTCOME.OK, previous capacity or -1 when the slot was not listed}
+--
+-- Lowering a capacity never cancels a lease or booking already made; it only
+-- refuses new leases (and bookings of leases beyond it) from now on. A merchant
+-- with no inventory gets one by this: from then on only its listed slots are offered.
+
+local now = now_ms()
+local previous = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+emit(KEYS[2], ARGV[3], 'inventory.capacity_set', {'slot', ARGV[1], 'capacity', ARGV[2],
+  'at_ms', now})
+return {OUTCOME.OK, tonumber(previous or -1)}

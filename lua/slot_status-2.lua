@@ -1,0 +1,25 @@
+-- slot_status: a consistent view of one slot's capacity and use. Writes nothing.
+--
+-- KEYS[1]  slot occupancy   ZSET    member lease/booking id, score expiry ms (bookings: +inf)
+-- KEYS[2]  inventory        HASH    slot field -> capacity
+--
+-- ARGV[1]  slot field
+-- ARGV[2]  default capacity for merchants without inventory
+--
+-- Returns {OUTCOME.OK, capacity, source, live holds, bookings, now_ms}
+--   capacity: spots (0 when not offered); source: 'inventory', 'default', or
+--   'unlisted' (the merchant has inventory and this slot is not in it).
+
+local now = now_ms()
+local capacity = redis.call('HGET', KEYS[2], ARGV[1])
+local source = 'inventory'
+if not capacity then
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    capacity, source = 0, 'unlisted'
+  else
+    capacity, source = ARGV[2], 'default'
+  end
+end
+local holds = redis.call('ZCOUNT', KEYS[1], '(' .. now, '(+inf')
+local bookings = redis.call('ZCOUNT', KEYS[1], '+inf', '+inf')
+return {OUTCOME.OK, tonumber(capacity), source, holds, bookings, now}

@@ -1,0 +1,45 @@
+-- sweep_lease: record that a lease's hold has ended by expiry, once, and tidy its entries.
+-- Safe to run from several processes at once: only the first run finds it due.
+--
+-- KEYS[1]  lease index      ZSET    lease id -> expiry ms
+-- KEYS[2]  lease record     HASH    the lease
+-- KEYS[3]  slot occupancy   ZSET    its slot (as read from the record by the caller)
+-- KEYS[4]  events           STREAM  the merchant's event stream
+--
+-- ARGV[1]  lease id
+-- ARGV[2]  event stream max length (approximate)
+--
+-- Returns {OUTCOME.OK}         marked expired, lease.expired emitted
+--         {OUTCOME.NOT_DUE}    still live, already swept, or ended another way
+--
+-- Correctness never depends on this script: an expired hold stops counting at its
+-- expiry whether or not it has been swept.
+
+local now = now_ms()
+local indexed = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not indexed then
+  return {OUTCOME.NOT_DUE}
+end
+local lease = redis.call('HMGET', KEYS[2], 'lease_id', 'state', 'slot', 'slot_field',
+  'expires_ms', 'fence')
+if lease[1] ~= ARGV[1] or lease[2] ~= 'held' then
+  -- Record gone (retention passed) or ended another way: only the index entry is left.
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return {OUTCOME.NOT_DUE}
+end
+local expires = tonumber(lease[5])
+if expires > now then
+  redis.call('ZADD', KEYS[1], expires, ARGV[1])
+  return {OUTCOME.NOT_DUE}
+end
+if lease[3] ~= KEYS[3] then
+  return {OUTCOME.NOT_DUE}
+end
+
+redis.call('ZREM', KEYS[3], ARGV[1])
+refresh_slot_ttl(KEYS[3])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], 'state', 'expired', 'ended_ms', now)
+emit(KEYS[4], ARGV[2], 'lease.expired', {'lease_id', ARGV[1], 'slot', lease[4],
+  'fence', lease[6], 'expires_ms', expires, 'at_ms', now})
+return {OUTCOME.OK}
