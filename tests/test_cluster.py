@@ -1,0 +1,149 @@
+"""The whole lease lifecycle on a real three-node Redis Cluster started by the test.
+
+Every key a script touches carries the merchant's hash tag, so each script runs
+on one cluster slot; this proves it against real CROSSSLOT checks, with merchant
+ids that contain braces and colons.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from leasebroker.api.v0 import booking_service_pb2 as pb
+from leasebroker.broker import LeaseBroker
+from leasebroker.config import BrokerConfig
+from leasebroker.errors import BrokerError, Reason
+from leasebroker.keys import SlotId
+from leasebroker.model import BookingRequest, LeaseRequest
+from leasebroker.store import check_server, connect
+from leasebroker.sweeper import sweep_once
+
+NODES = 3
+HOUR_NS = 3600 * 10**9
+
+
+def _free_port_pair() -> int:
+    """A port p with p and its cluster bus port p + 10000 both free on loopback."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")
+
+
+def _wait_for(predicate, what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if not server or not cli:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the cluster test: redis-server/redis-cli not installed")
+        pytest.skip("redis-server is not installed")
+    folder: Path = tmp_path_factory.mktemp("cluster")
+    ports: list[int] = []
+    for _ in range(NODES):
+        port = _free_port_pair()
+        ports.append(port)
+        subprocess.run(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", f"nodes-{port}.conf", "--save", "", "--appendonly", "no",
+             "--daemonize", "yes", "--dir", str(folder), "--logfile", f"{folder}/{port}.log"],
+            check=True,
+        )  # fmt: skip
+
+    def ping(port: int) -> bool:
+        return subprocess.run([cli, "-p", str(port), "ping"], capture_output=True).returncode == 0
+
+    try:
+        _wait_for(lambda: all(ping(p) for p in ports), "cluster nodes")
+        subprocess.run(
+            [cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+        def ready() -> bool:
+            out = subprocess.run(
+                [cli, "-p", str(ports[0]), "cluster", "info"], capture_output=True, text=True
+            ).stdout
+            return "cluster_state:ok" in out
+
+        _wait_for(ready, "cluster_state:ok")
+        yield f"redis://127.0.0.1:{ports[0]}"
+    finally:
+        for port in ports:
+            subprocess.run([cli, "-p", str(port), "shutdown", "nosave"], capture_output=True)
+
+
+@pytest.fixture
+def cluster_broker(cluster_url: str) -> Iterator[LeaseBroker]:
+    store = connect(cluster_url, pool_size=8, cluster=True)
+    yield LeaseBroker(store.client, BrokerConfig(key_prefix="lbcluster"))
+    store.client.close()
+
+
+CLIENT = pb.ClientInformation(given_name="Ada", telephone="+1 555 0100").SerializeToString()
+
+
+@pytest.mark.parametrize("merchant", ["plain", "br{ace}s", "co:lon", "{}", "ünï cødé"])
+def test_full_lifecycle_on_cluster(cluster_broker: LeaseBroker, merchant: str) -> None:
+    broker = cluster_broker
+    slot = SlotId(merchant, "svc", time.time_ns() + HOUR_NS, 1800 * 10**9, "staff}", "room{")
+    lease = broker.create_lease(LeaseRequest(slot, f"ref-{merchant}"))
+    assert broker.create_lease(LeaseRequest(slot, f"ref-{merchant}")).replayed
+    with pytest.raises(BrokerError) as full:
+        broker.create_lease(LeaseRequest(slot, "someone else"))
+    assert full.value.reason is Reason.SLOT_FULL
+
+    extended = broker.extend_lease(lease.lease_id, 60_000, expected_fence=lease.fence)
+    assert extended.expires_at_ms == lease.expires_at_ms + 60_000
+
+    booking = broker.create_booking(BookingRequest(lease.lease_id, CLIENT))
+    assert broker.get_lease(lease.lease_id).state == "consumed"
+    moved = broker.reschedule_booking(booking.booking_id, slot.start_ns + HOUR_NS, slot.duration_ns)
+    assert moved.slot.start_ns == slot.start_ns + HOUR_NS
+    assert broker.slot_status(slot).bookings == 0
+    assert broker.slot_status(moved.slot).bookings == 1
+    assert broker.cancel_booking(booking.booking_id).status == "cancelled"
+    assert broker.slot_status(moved.slot).bookings == 0
+    assert merchant in broker.merchants()
+    assert [b.booking_id for b in broker.list_bookings(merchant)] == [booking.booking_id]
+    sweep_once(broker)
+
+
+def test_scripts_survive_flush_on_every_node(cluster_broker: LeaseBroker) -> None:
+    slot = SlotId("flush", "svc", time.time_ns() + HOUR_NS, 1800 * 10**9)
+    cluster_broker.create_lease(LeaseRequest(slot, "a"))
+    client = cluster_broker.client
+    for node in client.get_nodes():
+        client.get_redis_connection(node).script_flush()
+    again = SlotId("flush", "svc", slot.start_ns + HOUR_NS, 1800 * 10**9)
+    assert cluster_broker.create_lease(LeaseRequest(again, "b")).fence == 1
+
+
+def test_startup_checks_read_every_node(cluster_broker: LeaseBroker) -> None:
+    assert check_server(cluster_broker.client) == []
