@@ -14,12 +14,7 @@ from leasebroker.keys import IdKind, SlotId, make_public_id, new_token
 from leasebroker.leases import LEASE_REFUSALS, slot_from_data
 from leasebroker.model import NS_PER_MS, Booking, BookingRequest
 from leasebroker.outcomes import Outcome
-from leasebroker.validation import (
-    MAX_SLOT_DURATION_NS,
-    check_id,
-    check_instant,
-    raise_if_invalid,
-)
+from leasebroker.validation import check_duration, check_id, check_start, raise_if_invalid
 
 _CONSUME_REFUSALS: Refusals = {
     **LEASE_REFUSALS,
@@ -238,10 +233,9 @@ class BookingOps(BrokerCore):
         """Move a booking to the slot with the same service and resources at the new
         start and duration, if that slot has room; otherwise it stays where it was."""
         violations = [
-            check_instant(start_ns, "booking.start_time"),
-            None if 0 < duration_ns <= MAX_SLOT_DURATION_NS else FieldViolation(
-                "booking.duration", "must be positive and at most 31 days"),
-        ]  # fmt: skip
+            check_start(start_ns, "booking.start_time"),
+            check_duration(duration_ns, "booking.duration"),
+        ]
         raise_if_invalid([v for v in violations if v is not None])
         for _ in range(_MOVE_RETRIES):
             parsed, key, record = self._load(IdKind.BOOKING, booking_id)

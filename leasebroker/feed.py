@@ -13,14 +13,16 @@ recurrences and schedule exceptions, a slot listed twice, and bad values.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from leasebroker.keys import SlotId
 from leasebroker.validation import (
-    MAX_INSTANT_NS,
     MAX_SLOT_DURATION_NS,
+    MAX_SLOT_START_NS,
+    MIN_SLOT_START_NS,
     NS_PER_S,
     check_id,
 )
@@ -34,6 +36,7 @@ _RESTRICT_FIELDS = (
     "resources_restrict",
 )
 _UNSUPPORTED = ("recurrence", "schedule_exception")
+_INT_TEXT_RE = re.compile(r"-?[0-9]+")
 
 
 class FeedError(ValueError):
@@ -111,8 +114,10 @@ def _parse_entry(entry: Any, where: str) -> InventorySlot:
         raise FeedError(
             f"{where}: {', '.join(unsupported)} is not supported; list each slot with spots_open"
         )
-    resources = entry.get("resources") or {}
-    if not isinstance(resources, dict):
+    resources = entry.get("resources")
+    if resources is None:
+        resources = {}
+    elif not isinstance(resources, dict):
         raise FeedError(f"{where}.resources must be an object")
     ids = {
         "merchant_id": (_text(entry, "merchant_id", where), True),
@@ -127,7 +132,7 @@ def _parse_entry(entry: Any, where: str) -> InventorySlot:
     start = _integer(entry, "start_sec", where)
     duration = _integer(entry, "duration_sec", where)
     spots = _integer(entry, "spots_open", where)
-    if not 0 <= start * NS_PER_S <= MAX_INSTANT_NS:
+    if not MIN_SLOT_START_NS <= start * NS_PER_S <= MAX_SLOT_START_NS:
         raise FeedError(f"{where}: start_sec is out of range")
     if not 0 < duration * NS_PER_S <= MAX_SLOT_DURATION_NS:
         raise FeedError(f"{where}: duration_sec must be positive and at most 31 days")
@@ -156,7 +161,7 @@ def _integer(entry: dict[str, Any], name: str, where: str) -> int:
     if name not in entry:
         raise FeedError(f"{where}: {name} is required")
     value = entry[name]
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    if isinstance(value, str) and _INT_TEXT_RE.fullmatch(value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise FeedError(f"{where}: {name} must be an integer")

@@ -9,6 +9,7 @@ from leasebroker.errors import BrokerError, Reason
 from leasebroker.feed import InventorySlot
 from leasebroker.keys import SlotId
 from leasebroker.model import SlotStatus
+from leasebroker.validation import raise_if_invalid, slot_violations
 
 
 class InventoryOps(BrokerCore):
@@ -24,6 +25,10 @@ class InventoryOps(BrokerCore):
             raise ValueError("an inventory needs at least one slot")
         if any(item.slot.merchant_id != merchant_id for item in slots):
             raise ValueError(f"every slot must belong to merchant {merchant_id!r}")
+        for item in slots:
+            raise_if_invalid(slot_violations(item.slot, "slot"))
+            if item.capacity < 0:
+                raise BrokerError(Reason.INVALID_FIELD, "capacity must be 0 or more")
         self.register_merchant(merchant_id)
         args: list[str | int] = [self.config.events_maxlen]
         for item in slots:
@@ -41,6 +46,7 @@ class InventoryOps(BrokerCore):
         Lowering it cancels nothing already held or booked. Note that a merchant
         without inventory gets one by this, which then offers only listed slots.
         """
+        raise_if_invalid(slot_violations(slot, "slot"))
         if capacity < 0:
             raise BrokerError(Reason.INVALID_FIELD, "capacity must be 0 or more")
         self.register_merchant(slot.merchant_id)

@@ -56,7 +56,9 @@ def request_fingerprint(request: LeaseRequest) -> str:
     canonical = msgpack.packb(
         [
             s.merchant_id, s.service_id, s.start_ns, s.duration_ns, s.staff_id, s.room_id,
-            request.availability_tag, request.client_reference, request.requested_expiry_ns,
+            request.availability_tag, request.client_reference,
+            # As text: a far-future expiry (later shortened) may not fit msgpack's int64.
+            str(request.requested_expiry_ns),
         ]
     )  # fmt: skip
     return hashlib.sha256(canonical).hexdigest()

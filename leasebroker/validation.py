@@ -11,6 +11,7 @@ from __future__ import annotations
 import unicodedata
 
 from leasebroker.errors import BrokerError, FieldViolation, Reason
+from leasebroker.keys import SlotId
 from leasebroker.model import LeaseRequest
 
 MAX_ID_BYTES = 256
@@ -18,6 +19,9 @@ NS_PER_S = 1_000_000_000
 # The range protobuf's Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
 MIN_INSTANT_NS = -62_135_596_800 * NS_PER_S
 MAX_INSTANT_NS = 253_402_300_800 * NS_PER_S - 1
+# Slot starts are stored as int64 nanoseconds since 1970: 1970-01-01 to 2262-04-11.
+MIN_SLOT_START_NS = 0
+MAX_SLOT_START_NS = 2**63 - 1
 # No bookable slot lasts longer than this; anything longer is a client bug.
 MAX_SLOT_DURATION_NS = 31 * 86_400 * NS_PER_S
 
@@ -40,22 +44,42 @@ def check_instant(epoch_ns: int, field: str) -> FieldViolation | None:
     return FieldViolation(field, "is outside the valid timestamp range")
 
 
+def check_start(epoch_ns: int, field: str) -> FieldViolation | None:
+    """A slot start must lie between 1970 and 2262 (int64 nanoseconds)."""
+    if MIN_SLOT_START_NS <= epoch_ns <= MAX_SLOT_START_NS:
+        return None
+    return FieldViolation(field, "must be between 1970-01-01 and 2262-04-11")
+
+
+def check_duration(duration_ns: int, field: str) -> FieldViolation | None:
+    """A slot lasts more than nothing and at most 31 days."""
+    if duration_ns <= 0:
+        return FieldViolation(field, "must be positive")
+    if duration_ns > MAX_SLOT_DURATION_NS:
+        return FieldViolation(field, "is longer than 31 days")
+    return None
+
+
+def slot_violations(slot: SlotId, parent: str) -> list[FieldViolation]:
+    """Everything wrong with a slot; ``parent`` prefixes the field names (``lease``)."""
+    checks = [
+        check_id(slot.merchant_id, f"{parent}.merchant_id", required=True),
+        check_id(slot.service_id, f"{parent}.service_id", required=True),
+        check_id(slot.staff_id, f"{parent}.resources.staff_id", required=False),
+        check_id(slot.room_id, f"{parent}.resources.room_id", required=False),
+        check_start(slot.start_ns, f"{parent}.start_time"),
+        check_duration(slot.duration_ns, f"{parent}.duration"),
+    ]
+    return [v for v in checks if v is not None]
+
+
 def lease_request_violations(request: LeaseRequest) -> list[FieldViolation]:
     """Everything wrong with a CreateLease request that can be told without a clock."""
-    slot = request.slot
     checks = [
-        check_id(slot.merchant_id, "lease.merchant_id", required=True),
-        check_id(slot.service_id, "lease.service_id", required=True),
+        *slot_violations(request.slot, "lease"),
         check_id(request.client_reference, "lease.client_reference", required=True),
-        check_id(slot.staff_id, "lease.resources.staff_id", required=False),
-        check_id(slot.room_id, "lease.resources.room_id", required=False),
         check_id(request.availability_tag, "lease.availability_tag", required=False),
     ]
-    checks.append(check_instant(slot.start_ns, "lease.start_time"))
-    if slot.duration_ns <= 0:
-        checks.append(FieldViolation("lease.duration", "must be positive"))
-    elif slot.duration_ns > MAX_SLOT_DURATION_NS:
-        checks.append(FieldViolation("lease.duration", "is longer than 31 days"))
     if request.requested_expiry_ns is not None:
         checks.append(check_instant(request.requested_expiry_ns, "lease.lease_expiration_time"))
     return [v for v in checks if v is not None]
