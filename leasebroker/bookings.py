@@ -11,7 +11,7 @@ from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.core import BrokerCore, Refusals
 from leasebroker.errors import BrokerError, FieldViolation, Reason
 from leasebroker.keys import IdKind, SlotId, make_public_id, new_token
-from leasebroker.leases import LEASE_REFUSALS, slot_from_data
+from leasebroker.leases import LEASE_REFUSALS, slot_from_data, slot_matches
 from leasebroker.model import NS_PER_MS, Booking, BookingRequest
 from leasebroker.outcomes import Outcome
 from leasebroker.validation import check_duration, check_id, check_start, raise_if_invalid
@@ -154,6 +154,7 @@ class BookingOps(BrokerCore):
             booking_id=reply[1].decode(),
             lease_id=request.lease_id,
             slot=slot,
+            availability_tag=data["availability_tag"],
             status="confirmed",
             fence=int(reply[2]),
             created_ms=now,
@@ -176,6 +177,7 @@ class BookingOps(BrokerCore):
             booking_id=record["booking_id"].decode(),
             lease_id=record["lease_id"].decode(),
             slot=slot,
+            availability_tag=data["availability_tag"],
             status=record["status"].decode(),
             fence=int(record["fence"]),
             created_ms=int(record["created_ms"]),
@@ -208,7 +210,8 @@ class BookingOps(BrokerCore):
                 if error.reason is Reason.BOOKING_NOT_FOUND:
                     continue
                 raise
-            if slot is None or booking.slot == slot:
+            # The index holds whole milliseconds; the bounds are exact to the nanosecond.
+            if slot_matches(booking.slot, slot, start_from_ns, start_before_ns):
                 bookings.append(booking)
         return bookings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from leasebroker.core import BrokerCore
-from leasebroker.errors import BrokerError, Reason
+from leasebroker.errors import FieldViolation
 from leasebroker.feed import InventorySlot
 from leasebroker.keys import SlotId
 from leasebroker.model import SlotStatus
@@ -28,7 +28,7 @@ class InventoryOps(BrokerCore):
         for item in slots:
             raise_if_invalid(slot_violations(item.slot, "slot"))
             if item.capacity < 0:
-                raise BrokerError(Reason.INVALID_FIELD, "capacity must be 0 or more")
+                raise_if_invalid([FieldViolation("capacity", "must be 0 or more")])
         self.register_merchant(merchant_id)
         args: list[str | int] = [self.config.events_maxlen]
         for item in slots:
@@ -46,9 +46,10 @@ class InventoryOps(BrokerCore):
         Lowering it cancels nothing already held or booked. Note that a merchant
         without inventory gets one by this, which then offers only listed slots.
         """
-        raise_if_invalid(slot_violations(slot, "slot"))
+        problems = slot_violations(slot, "slot")
         if capacity < 0:
-            raise BrokerError(Reason.INVALID_FIELD, "capacity must be 0 or more")
+            problems.append(FieldViolation("capacity", "must be 0 or more"))
+        raise_if_invalid(problems)
         self.register_merchant(slot.merchant_id)
         reply = self._call(
             "set_capacity",

@@ -8,7 +8,7 @@ from typing import Any
 import msgpack
 
 from leasebroker.core import BrokerCore, Refusals
-from leasebroker.errors import BrokerError, Reason
+from leasebroker.errors import BrokerError, FieldViolation, Reason
 from leasebroker.keys import IdKind, SlotId, make_public_id, new_token
 from leasebroker.model import NS_PER_MS, Lease, LeaseRequest, LeaseView
 from leasebroker.outcomes import Outcome
@@ -194,9 +194,9 @@ class LeaseOps(BrokerCore):
                     continue
                 raise
             view = self.lease_view(record, now)
-            if _slot_matches(view.slot, slot, start_from_ns, start_before_ns):
+            if slot_matches(view.slot, slot, start_from_ns, start_before_ns):
                 views.append(view)
-        return sorted(views, key=lambda v: (v.slot.start_ns, v.created_ms))
+        return sorted(views, key=lambda v: (v.slot.start_ns, v.created_ms, v.lease_id))
 
     def release_lease(self, lease_id: str) -> LeaseView:
         """End a live lease now and free its spot. Releasing a released or expired
@@ -226,7 +226,8 @@ class LeaseOps(BrokerCore):
         maximum hold and at the slot's start. Expired, released and consumed leases
         cannot be extended; a stale ``expected_fence`` is refused."""
         if by_ms <= 0:
-            raise BrokerError(Reason.INVALID_FIELD, "the extension must be positive")
+            problem = FieldViolation("extension", "must be positive")
+            raise BrokerError(Reason.INVALID_FIELD, "the extension must be positive", (problem,))
         parsed, key, record = self._load(IdKind.LEASE, lease_id)
         merchant = parsed.merchant_id
         reply = self._call(
@@ -278,9 +279,10 @@ class LeaseOps(BrokerCore):
         return expired
 
 
-def _slot_matches(
+def slot_matches(
     candidate: SlotId, slot: SlotId | None, start_from_ns: int | None, start_before_ns: int | None
 ) -> bool:
+    """Is ``candidate`` the given slot (if any) and does it start in [from, before)?"""
     if slot is not None and candidate != slot:
         return False
     if start_from_ns is not None and candidate.start_ns < start_from_ns:

@@ -89,6 +89,7 @@ class Booking:
     booking_id: str
     lease_id: str
     slot: SlotId
+    availability_tag: str
     status: str
     fence: int
     created_ms: int

@@ -11,8 +11,15 @@ from leasebroker.broker import LeaseBroker
 from leasebroker.cli import EXIT_OK, EXIT_USAGE, CliError, config_from_args, unreachable
 from leasebroker.errors import BrokerError
 from leasebroker.feed import FeedError, read_feed
-from leasebroker.server import serve_until_signalled, start_server
-from leasebroker.store import Store, check_server, connect, embedded_store
+from leasebroker.server import (
+    ADMIN_WORKERS,
+    RunningServer,
+    serve_until_signalled,
+    start_admin_server,
+    start_server,
+)
+from leasebroker.store import Store, check_server, connect, embedded_store, safe_url
+from leasebroker.sweeper import SweeperThread
 
 log = logging.getLogger("leasebroker")
 
@@ -26,7 +33,7 @@ def open_store(args: argparse.Namespace, pool_size: int) -> Store:
         store.client.ping()
         warnings = check_server(store.client)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise unreachable(f"Redis at {args.redis_url}", exc) from exc
+        raise unreachable(f"Redis at {safe_url(args.redis_url)}", exc) from exc
     except RuntimeError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     for warning in warnings:
@@ -56,9 +63,13 @@ def serve(args: argparse.Namespace) -> int:
     )
     if args.workers < 1:
         raise CliError("--workers must be at least 1", EXIT_USAGE)
+    admin_enabled = args.admin_port >= 0
+    if admin_enabled and args.admin_port == args.port != 0:
+        raise CliError("--admin-port must differ from --port", EXIT_USAGE)
     config = config_from_args(args)
     # One connection per handler thread, plus a few spare, so bursts never wait on the pool.
-    store = open_store(args, pool_size=args.workers + 4)
+    admin_workers = ADMIN_WORKERS if admin_enabled else 0
+    store = open_store(args, pool_size=args.workers + admin_workers + 4)
     broker = LeaseBroker(store.client, config)
     if args.inventory:
         _load_feed(broker, args.inventory)
@@ -66,6 +77,14 @@ def serve(args: argparse.Namespace) -> int:
         running = start_server(broker, args.host, args.port, args.workers)
     except (OSError, RuntimeError) as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}", EXIT_USAGE) from exc
+    admin: list[RunningServer] = []
+    if admin_enabled:
+        try:
+            admin.append(start_admin_server(broker, args.admin_host, args.admin_port))
+        except (OSError, RuntimeError) as exc:
+            running.stop(grace=None)
+            where = f"{args.admin_host}:{args.admin_port}"
+            raise CliError(f"cannot listen on {where} (admin): {exc}", EXIT_USAGE) from exc
     if store.embedded:
         log.warning("no --redis-url given: using the %s", store.description)
     else:
@@ -78,7 +97,17 @@ def serve(args: argparse.Namespace) -> int:
         config.key_prefix,
     )
     log.info("listening on %s:%d", args.host, running.port)
-    serve_until_signalled(running)
+    for each in admin:
+        log.info("admin listening on %s:%d", args.admin_host, each.port)
+    sweeper = None
+    if args.sweep_interval > 0:
+        sweeper = SweeperThread(broker, interval_s=args.sweep_interval / 1000)
+        sweeper.start()
+    try:
+        serve_until_signalled(running, *admin)
+    finally:
+        if sweeper is not None:
+            sweeper.stop()
     return EXIT_OK
 
 

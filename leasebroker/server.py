@@ -1,19 +1,25 @@
-"""Running the gRPC server: the v0 BookingService, health checking and reflection."""
+"""Running the gRPC servers: the v0 BookingService and, on its own port, the operators'
+LeaseAdmin; each with health checking and reflection."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from leasebroker.admin_service import SERVICE_NAME as ADMIN_SERVICE_NAME
+from leasebroker.admin_service import LeaseAdmin
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
+from leasebroker.api.v1 import admin_pb2_grpc as admin_pb_grpc
 from leasebroker.broker import LeaseBroker
 from leasebroker.service import BookingService
 
@@ -22,6 +28,10 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BookingService"].full_name
 # Seconds in-flight calls get to finish after SIGTERM/SIGINT.
 SHUTDOWN_GRACE_S = 10.0
+# Handler threads of the admin service (operators only: a few are plenty).
+ADMIN_WORKERS = 4
+# The largest admin request accepted: LoadInventory carries a whole availability feed.
+ADMIN_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -38,31 +48,73 @@ class RunningServer:
         self.server.stop(grace).wait()
 
 
-def start_server(broker: LeaseBroker, host: str, port: int, workers: int) -> RunningServer:
-    """Start serving on ``host:port`` with ``workers`` handler threads.
-
-    The broker's Redis pool must have at least ``workers`` connections, so a
-    burst of calls waits for a thread, never for a connection.
-    """
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"))
-    pb_grpc.add_BookingServiceServicer_to_server(BookingService(broker), server)
+def _start(
+    add_service: Callable[[grpc.Server], None],
+    service_name: str,
+    host: str,
+    port: int,
+    workers: int,
+    options: Sequence[tuple[str, Any]] = (),
+) -> RunningServer:
+    """Start a server for one service, with health checking and reflection."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
+        # Without this, gRPC sets SO_REUSEPORT and a second server "binds" a port that is
+        # taken, silently splitting calls between two processes.
+        options=[("grpc.so_reuseport", 0), *options],
+    )
+    add_service(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     bound = server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"could not bind {address}")
     server.start()
-    for name in ("", SERVICE_NAME):
+    for name in ("", service_name):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server=server, port=bound, health=health_servicer)
 
 
-def serve_until_signalled(running: RunningServer) -> None:
-    """Block until SIGTERM or SIGINT, then stop gracefully."""
+def start_server(broker: LeaseBroker, host: str, port: int, workers: int) -> RunningServer:
+    """Start serving on ``host:port`` with ``workers`` handler threads.
+
+    The broker's Redis pool must have at least ``workers`` connections, so a
+    burst of calls waits for a thread, never for a connection.
+    """
+
+    def add(server: grpc.Server) -> None:
+        pb_grpc.add_BookingServiceServicer_to_server(BookingService(broker), server)
+
+    return _start(add, SERVICE_NAME, host, port, workers)
+
+
+def start_admin_server(
+    broker: LeaseBroker,
+    host: str,
+    port: int,
+    workers: int = ADMIN_WORKERS,
+    max_message_bytes: int = ADMIN_MAX_MESSAGE_BYTES,
+) -> RunningServer:
+    """Start the operators' LeaseAdmin service on its own ``host:port``.
+
+    Its ``workers`` handler threads need that many Redis connections on top of
+    the BookingService's. Requests up to ``max_message_bytes`` are accepted
+    (LoadInventory carries a whole feed); larger ones fail RESOURCE_EXHAUSTED.
+    """
+
+    def add(server: grpc.Server) -> None:
+        admin_pb_grpc.add_LeaseAdminServicer_to_server(LeaseAdmin(broker), server)
+
+    options = [("grpc.max_receive_message_length", max_message_bytes)]
+    return _start(add, ADMIN_SERVICE_NAME, host, port, workers, options)
+
+
+def serve_until_signalled(running: RunningServer, *others: RunningServer) -> None:
+    """Block until SIGTERM or SIGINT, then stop every server gracefully, together."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -72,5 +124,10 @@ def serve_until_signalled(running: RunningServer) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     stop.wait()
-    running.stop()
+    servers = (running, *others)
+    for each in servers:
+        each.health.enter_graceful_shutdown()
+    # Every server drains its in-flight calls within the same grace period.
+    for done in [each.server.stop(SHUTDOWN_GRACE_S) for each in servers]:
+        done.wait()
     log.info("stopped")

@@ -59,14 +59,14 @@ def connect(url: str, *, pool_size: int, cluster: bool = False) -> Store:
             connection_pool_class=redis.BlockingConnectionPool,
             **options,
         )
-        return Store(client, f"Redis Cluster at {_safe_url(url)}", False)
+        return Store(client, f"Redis Cluster at {safe_url(url)}", False)
     pool = redis.BlockingConnectionPool.from_url(
         url, max_connections=pool_size, timeout=POOL_WAIT_S, **options
     )
-    return Store(redis.Redis(connection_pool=pool), f"Redis at {_safe_url(url)}", False)
+    return Store(redis.Redis(connection_pool=pool), f"Redis at {safe_url(url)}", False)
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without its password, for logs."""
     from urllib.parse import urlsplit, urlunsplit
 
