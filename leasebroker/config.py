@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from leasebroker.keys import DEFAULT_PREFIX, KeyBuilder
 
 _DURATION_RE = re.compile(r"\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*")
+# Ended lease records must outlive sweeper passes and client retries.
+MIN_RETENTION_MS = 60_000
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -47,8 +49,9 @@ class BrokerConfig:
             raise ValueError("default hold must be positive")
         if self.max_hold_ms < self.default_hold_ms:
             raise ValueError("maximum hold must be at least the default hold")
-        if self.record_retention_ms < 0:
-            raise ValueError("record retention must be 0 or more")
+        if self.record_retention_ms < MIN_RETENTION_MS:
+            # Shorter, and the sweeper could miss an expiry and CreateBooking retries fail.
+            raise ValueError("record retention must be at least 1m")
         if self.events_maxlen < 1:
             raise ValueError("the event stream needs a max length of at least 1")
         KeyBuilder(self.key_prefix)  # raises on a prefix that could break key structure

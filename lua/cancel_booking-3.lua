@@ -15,7 +15,7 @@
 
 local now = now_ms()
 local booking = redis.call('HMGET', KEYS[1], 'booking_id', 'status', 'slot', 'slot_field',
-  'start_ms')
+  'start_ms', 'lease_id', 'fence')
 if booking[1] ~= ARGV[1] then
   return {OUTCOME.BOOKING_NOT_FOUND}
 end
@@ -33,5 +33,5 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 refresh_slot_ttl(KEYS[2])
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_ms', now)
 emit(KEYS[3], ARGV[2], 'booking.cancelled', {'booking_id', ARGV[1], 'slot', booking[4],
-  'at_ms', now})
+  'lease_id', booking[6], 'fence', booking[7], 'at_ms', now})
 return {OUTCOME.OK}

@@ -17,7 +17,7 @@
 
 local now = now_ms()
 local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_field',
-  'expires_ms', 'client_ref', 'booking_id')
+  'expires_ms', 'client_ref', 'booking_id', 'fence')
 if lease[1] ~= ARGV[1] or lease[3] ~= KEYS[2] then
   return {OUTCOME.LEASE_NOT_FOUND}
 end
@@ -37,5 +37,5 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[1], 'state', 'released', 'ended_ms', now)
 redis.call('PEXPIREAT', KEYS[1], now + tonumber(ARGV[2]))
 emit(KEYS[5], ARGV[3], 'lease.released', {'lease_id', ARGV[1], 'slot', lease[4],
-  'at_ms', now})
+  'fence', lease[8], 'at_ms', now})
 return {OUTCOME.OK}
