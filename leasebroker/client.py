@@ -68,7 +68,8 @@ def _report_error(error: grpc.RpcError) -> int:
             reason = info.reason
         elif detail.Unpack(bad):
             violations += [f"  {v.field}: {v.description}" for v in bad.field_violations]
-    print(f"error: {code.name} {reason}: {error.details()}".replace("  ", " "), file=sys.stderr)
+    label = f"{code.name} {reason}" if reason else code.name
+    print(f"error: {label}: {error.details()}", file=sys.stderr)
     for line in violations:
         print(line, file=sys.stderr)
     return EXIT_UNREACHABLE if code in _UNREACHABLE_CODES else EXIT_REFUSED

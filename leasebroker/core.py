@@ -26,13 +26,27 @@ _UNAVAILABLE = (
     redis.exceptions.ReadOnlyError,  # a replica after failover, before clients move on
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
+    redis.exceptions.OutOfMemoryError,  # maxmemory reached under noeviction: retry later
 )
+# Refusals Redis sends as plain error replies that also mean "try again later".
+_UNAVAILABLE_PREFIXES = ("NOREPLICAS", "MASTERDOWN")
+
+
+def _is_unavailable(exc: redis.exceptions.RedisError) -> bool:
+    return isinstance(exc, _UNAVAILABLE) or str(exc).startswith(_UNAVAILABLE_PREFIXES)
+
 
 # How often a process re-adds a merchant to the registry the sweeper walks.
 _REGISTRY_REFRESH_S = 60.0
 
 # Outcome -> (reason, message) or (reason, message, the request field it is about).
 Refusals = Mapping[Outcome, tuple[Reason, str] | tuple[Reason, str, str]]
+
+
+def _connection_option(client: Any, name: str) -> Any:
+    """An option of the client's connections (single-node and fakeredis clients)."""
+    getter = getattr(client, "get_connection_kwargs", None)
+    return getter().get(name) if callable(getter) else None
 
 
 def unavailable(exc: Exception) -> BrokerError:
@@ -43,6 +57,8 @@ class BrokerCore:
     """A Redis client with the broker's keys and registered scripts."""
 
     def __init__(self, client: Any, config: BrokerConfig | None = None) -> None:
+        if _connection_option(client, "decode_responses"):
+            raise ValueError("the broker needs a Redis client with decode_responses=False")
         self.client = client
         self.config = config or BrokerConfig()
         self.keys = KeyBuilder(self.config.key_prefix)
@@ -52,22 +68,16 @@ class BrokerCore:
 
     def _call(self, name: str, keys: Sequence[str], args: Sequence[str | bytes | int]) -> list:
         """Run one script; store failures become STORE_UNAVAILABLE, anything else INTERNAL."""
-        try:
-            return self.scripts[name](keys, args)
-        except _UNAVAILABLE as exc:
-            raise unavailable(exc) from exc
-        except redis.exceptions.RedisError as exc:
-            log.exception("script %s failed", name)
-            raise BrokerError(Reason.INTERNAL, "internal error") from exc
+        return self._read(self.scripts[name], keys, args)
 
     def _read(self, fn: Any, *args: Any) -> Any:
-        """A plain read command, with the same error mapping as scripts."""
+        """Call Redis: store failures become STORE_UNAVAILABLE, anything else INTERNAL."""
         try:
             return fn(*args)
-        except _UNAVAILABLE as exc:
-            raise unavailable(exc) from exc
         except redis.exceptions.RedisError as exc:
-            log.exception("read failed")
+            if _is_unavailable(exc):
+                raise unavailable(exc) from exc
+            log.exception("Redis call %s failed", getattr(fn, "__name__", fn))
             raise BrokerError(Reason.INTERNAL, "internal error") from exc
 
     def _record(self, key: str) -> dict[str, bytes]:
@@ -119,11 +129,11 @@ class BrokerCore:
                 return
             self._registered[merchant_id] = now
         try:
-            self.client.sadd(self.keys.merchants(), merchant_id)
-        except _UNAVAILABLE as exc:
+            self._read(self.client.sadd, self.keys.merchants(), merchant_id)
+        except BrokerError:
             with self._registry_lock:
                 self._registered.pop(merchant_id, None)
-            raise unavailable(exc) from exc
+            raise
 
     def merchants(self) -> list[str]:
         """Every merchant the registry knows (those with leases, bookings or inventory)."""

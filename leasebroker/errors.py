@@ -41,7 +41,12 @@ class FieldViolation:
 
 @dataclass
 class BrokerError(Exception):
-    """Raised by every broker operation that did not succeed; nothing was written."""
+    """Raised by every broker operation that did not succeed.
+
+    For a refusal nothing was written. For STORE_UNAVAILABLE the outcome is
+    unknown (a script may have run before the connection broke); every
+    operation is idempotent, so retrying is safe.
+    """
 
     reason: Reason
     message: str

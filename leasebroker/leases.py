@@ -104,7 +104,9 @@ class LeaseOps(BrokerCore):
     def create_lease(self, request: LeaseRequest) -> Lease:
         """Hold one spot of ``request.slot`` until the lease expires.
 
-        Raises :class:`BrokerError`; on any error nothing was held.
+        Raises :class:`BrokerError`: on a refusal nothing was held; after
+        STORE_UNAVAILABLE retry with the same request, which returns the lease if
+        the first attempt did get through.
         """
         raise_if_invalid(lease_request_violations(request))
         slot = request.slot

@@ -7,9 +7,17 @@ import logging
 
 import redis.exceptions
 
+from leasebroker.background import Periodic
 from leasebroker.broker import LeaseBroker
-from leasebroker.cli import EXIT_OK, EXIT_USAGE, CliError, config_from_args, unreachable
-from leasebroker.errors import BrokerError
+from leasebroker.cli import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    CliError,
+    config_from_args,
+    unreachable,
+)
+from leasebroker.errors import BrokerError, Reason
 from leasebroker.feed import FeedError, read_feed
 from leasebroker.server import (
     ADMIN_WORKERS,
@@ -17,11 +25,15 @@ from leasebroker.server import (
     serve_until_signalled,
     start_admin_server,
     start_server,
+    store_health_check,
 )
 from leasebroker.store import Store, check_server, connect, embedded_store, safe_url
 from leasebroker.sweeper import SweeperThread
 
 log = logging.getLogger("leasebroker")
+
+# How often serve checks that Redis answers (and reports it through grpc.health.v1).
+HEALTH_INTERVAL_S = 2.0
 
 
 def open_store(args: argparse.Namespace, pool_size: int) -> Store:
@@ -52,7 +64,10 @@ def _load_feed(broker: LeaseBroker, path: str) -> int:
         try:
             total += broker.replace_inventory(merchant_id, slots)
         except BrokerError as exc:
-            raise unreachable("the lease store", exc) from exc
+            if exc.reason is Reason.STORE_UNAVAILABLE:
+                raise unreachable("the lease store", exc) from exc
+            code = EXIT_USAGE if exc.reason is Reason.INVALID_FIELD else EXIT_REFUSED
+            raise CliError(f"{path}: merchant {merchant_id!r}: {exc}", code) from exc
     log.info("loaded %d slots for %d merchants from %s", total, len(inventories), path)
     return total
 
@@ -99,15 +114,18 @@ def serve(args: argparse.Namespace) -> int:
     log.info("listening on %s:%d", args.host, running.port)
     for each in admin:
         log.info("admin listening on %s:%d", args.admin_host, each.port)
-    sweeper = None
+    background = [
+        Periodic("store-health", store_health_check(broker, [running, *admin]), HEALTH_INTERVAL_S)
+    ]
     if args.sweep_interval > 0:
-        sweeper = SweeperThread(broker, interval_s=args.sweep_interval / 1000)
-        sweeper.start()
+        background.append(SweeperThread(broker, interval_s=args.sweep_interval / 1000))
+    for thread in background:
+        thread.start()
     try:
         serve_until_signalled(running, *admin)
     finally:
-        if sweeper is not None:
-            sweeper.stop()
+        for thread in background:
+            thread.stop()
     return EXIT_OK
 
 

@@ -57,6 +57,9 @@ def load_sources() -> dict[str, ScriptSource]:
         if not body.startswith("--"):
             raise ValueError(f"{entry.name} must start with its header comment")
         name = match["name"]
+        if name in sources:
+            # e.g. a stale create_lease-4.lua beside create_lease-7.lua in an old build
+            raise ValueError(f"two scripts for operation {name!r} in {folder}")
         sources[name] = ScriptSource(
             name=name,
             key_count=int(match["keys"]),

@@ -21,6 +21,7 @@ from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 from leasebroker.api.v1 import admin_pb2_grpc as admin_pb_grpc
 from leasebroker.broker import LeaseBroker
+from leasebroker.errors import BrokerError
 from leasebroker.service import BookingService
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,17 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    service_name: str
+
+    def set_serving(self, serving: bool) -> None:
+        """What grpc.health.v1 reports, for the whole server and for its service."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
+        )
+        for name in ("", self.service_name):
+            self.health.set(name, status)
 
     def stop(self, grace: float | None = SHUTDOWN_GRACE_S) -> None:
         """Report NOT_SERVING, then let in-flight calls finish for ``grace`` seconds."""
@@ -74,9 +86,9 @@ def _start(
     if bound == 0:
         raise OSError(f"could not bind {address}")
     server.start()
-    for name in ("", service_name):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server=server, port=bound, health=health_servicer)
+    running = RunningServer(server, bound, health_servicer, service_name)
+    running.set_serving(True)
+    return running
 
 
 def start_server(broker: LeaseBroker, host: str, port: int, workers: int) -> RunningServer:
@@ -111,6 +123,27 @@ def start_admin_server(
 
     options = [("grpc.max_receive_message_length", max_message_bytes)]
     return _start(add, ADMIN_SERVICE_NAME, host, port, workers, options)
+
+
+def store_health_check(broker: LeaseBroker, servers: Sequence[RunningServer]) -> Callable[[], None]:
+    """A check that reports NOT_SERVING on every server while Redis does not answer,
+    so load balancers route around a broker whose store is gone, and SERVING again
+    once it answers."""
+    serving = [True]
+
+    def check() -> None:
+        try:
+            broker.now_ms()
+            ok = True
+        except BrokerError:
+            ok = False
+        if ok != serving[0]:
+            serving[0] = ok
+            log.warning("lease store %s", "answers again" if ok else "does not answer")
+            for running in servers:
+                running.set_serving(ok)
+
+    return check
 
 
 def serve_until_signalled(running: RunningServer, *others: RunningServer) -> None:

@@ -9,13 +9,8 @@ per merchant.
 
 from __future__ import annotations
 
-import logging
-import threading
-
+from leasebroker.background import Periodic
 from leasebroker.broker import LeaseBroker
-from leasebroker.errors import BrokerError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_BATCH = 200
@@ -26,27 +21,9 @@ def sweep_once(broker: LeaseBroker, batch: int = DEFAULT_BATCH) -> int:
     return sum(broker.sweep_expired(merchant, batch) for merchant in broker.merchants())
 
 
-class SweeperThread(threading.Thread):
+class SweeperThread(Periodic):
     """Runs :func:`sweep_once` every ``interval_s`` seconds until stopped."""
 
     def __init__(self, broker: LeaseBroker, interval_s: float = DEFAULT_INTERVAL_S) -> None:
-        super().__init__(name="lease-sweeper", daemon=True)
+        super().__init__("lease-sweeper", lambda: sweep_once(broker), interval_s)
         self.broker = broker
-        self.interval_s = interval_s
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self.interval_s):
-            try:
-                swept = sweep_once(self.broker)
-            except BrokerError as error:
-                log.warning("sweep failed: %s", error)
-            except Exception:
-                log.exception("sweep failed")
-            else:
-                if swept:
-                    log.debug("swept %d expired leases", swept)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=5)

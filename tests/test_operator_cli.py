@@ -611,7 +611,7 @@ def test_events_print_a_scenario_in_order(run, broker, start_ns, redis_client):
     events = parse_event_lines(result.out)
     assert [e["type"] for e in events] == SCENARIO_TYPES
     assert sorted(events, key=lambda e: stream_order(e["id"])) == events
-    owners = [None] * 2 + ["first"] * 3 + ["second"] * 3 + [None] + ["third"] * 2
+    owners = [None] * 2 + ["first"] * 3 + ["second"] * 4 + ["third"] * 2
     assert [e.get("lease_id") for e in events] == [ids.get(owner) for owner in owners]
     assert events[7]["booking_id"] == events[8]["booking_id"] == ids["booking"]
     assert events[1]["capacity"] == "2"
