@@ -22,6 +22,7 @@ from leasebroker.feed import FeedError, read_feed
 from leasebroker.server import (
     ADMIN_WORKERS,
     RunningServer,
+    StopSignals,
     serve_until_signalled,
     start_admin_server,
     start_server,
@@ -76,6 +77,7 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    signals = StopSignals()  # before anything can announce readiness
     if args.workers < 1:
         raise CliError("--workers must be at least 1", EXIT_USAGE)
     admin_enabled = args.admin_port >= 0
@@ -122,7 +124,7 @@ def serve(args: argparse.Namespace) -> int:
     for thread in background:
         thread.start()
     try:
-        serve_until_signalled(running, *admin)
+        serve_until_signalled(signals, running, *admin)
     finally:
         for thread in background:
             thread.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -146,17 +146,36 @@ def store_health_check(broker: LeaseBroker, servers: Sequence[RunningServer]) ->
     return check
 
 
-def serve_until_signalled(running: RunningServer, *others: RunningServer) -> None:
+class StopSignals:
+    """Remembers SIGTERM/SIGINT from the moment it is created.
+
+    Install it before the server says it is ready, so a signal that comes early is
+    never lost (nor kills the process with the default action). The handler only
+    sets a flag: taking a lock in a signal handler can deadlock the main thread.
+    """
+
+    POLL_S = 0.2
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.received = signum
+
+    def wait(self) -> None:
+        """Block until a signal has come (polling, so no wake-up can be missed)."""
+        while self.received is None:
+            time.sleep(self.POLL_S)
+        log.info("received %s, shutting down", signal.Signals(self.received).name)
+
+
+def serve_until_signalled(
+    signals: StopSignals, running: RunningServer, *others: RunningServer
+) -> None:
     """Block until SIGTERM or SIGINT, then stop every server gracefully, together."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    stop.wait()
+    signals.wait()
     servers = (running, *others)
     for each in servers:
         each.health.enter_graceful_shutdown()

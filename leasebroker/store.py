@@ -13,6 +13,8 @@ from typing import Any
 
 import redis
 import redis.cluster
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ def connect(url: str, *, pool_size: int, cluster: bool = False) -> Store:
         "socket_timeout": SOCKET_TIMEOUT_S,
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "health_check_interval": 30,
+        # Two quick retries of a broken connection, then STORE_UNAVAILABLE: redis-py's
+        # default takes seconds, longer than a booking front end should wait. Retrying
+        # a script is safe: every operation is idempotent by its reference or id.
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 2),
     }
     if cluster:
         client = redis.cluster.RedisCluster.from_url(
