@@ -139,34 +139,25 @@ def _add_day_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--day", type=_day_arg, help=help + " (YYYY-MM-DD, UTC)")
 
 
+# The broker settings (BrokerConfig) as options: flag, env name, type, default, help.
+_BROKER_OPTIONS: tuple[tuple[str, str, Any, str, str], ...] = (
+    ("--default-capacity", "DEFAULT_CAPACITY", _count_arg, "1",
+     "spots per slot for merchants without inventory (0: none offered)"),
+    ("--default-hold", "DEFAULT_HOLD", _duration_arg, "10m",
+     "lease length when the request sets none (e.g. 10m)"),
+    ("--max-hold", "MAX_HOLD", _duration_arg, "30m",
+     "longest lease granted; longer requests and extensions are capped (e.g. 30m)"),
+    ("--record-retention", "RECORD_RETENTION", _duration_arg, "24h",
+     "how long ended lease records stay readable (inspection, retries; at least 1m)"),
+)  # fmt: skip
+
+
 def _add_broker_options(parser: argparse.ArgumentParser) -> None:
-    """The ``serve`` settings an operation depends on. Give them the values the servers
-    use (the same LEASEBROKER_* variables are read). String defaults go through ``type``,
-    so a bad variable is a usage error."""
-    parser.add_argument(
-        "--default-capacity",
-        type=_count_arg,
-        default=_env("DEFAULT_CAPACITY", "1"),
-        help="spots per slot for merchants without inventory, as serve has it",
-    )
-    parser.add_argument(
-        "--default-hold",
-        type=_duration_arg,
-        default=_env("DEFAULT_HOLD", "10m"),
-        help="default lease length, as serve has it",
-    )
-    parser.add_argument(
-        "--max-hold",
-        type=_duration_arg,
-        default=_env("MAX_HOLD", "30m"),
-        help="longest hold (caps extensions), as serve has it",
-    )
-    parser.add_argument(
-        "--record-retention",
-        type=_duration_arg,
-        default=_env("RECORD_RETENTION", "24h"),
-        help="how long ended lease records stay readable, as serve has it",
-    )
+    """The broker settings. Operator commands take them too and must be given the values
+    the servers use (they read the same LEASEBROKER_* variables). String defaults go
+    through ``type``, so a bad variable is a usage error."""
+    for flag, env, kind, default, help in _BROKER_OPTIONS:
+        parser.add_argument(flag, type=kind, default=_env(env, default), help=help)
 
 
 def _add_operator_commands(commands: Any, inventory: Any) -> None:
@@ -262,30 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("SWEEP_INTERVAL", "1s"),
         help="how often expired leases are swept into lease.expired events (0: never)",
     )
-    serve.add_argument(
-        "--record-retention",
-        type=_duration_arg,
-        default=_env("RECORD_RETENTION", "24h"),
-        help="how long ended lease records stay readable (inspection, retries)",
-    )
-    serve.add_argument(
-        "--default-capacity",
-        type=int,
-        default=_env("DEFAULT_CAPACITY", "1"),
-        help="spots per slot for merchants without inventory (0: none offered)",
-    )
-    serve.add_argument(
-        "--default-hold",
-        type=_duration_arg,
-        default=_env("DEFAULT_HOLD", "10m"),
-        help="lease length when the request sets none (e.g. 10m)",
-    )
-    serve.add_argument(
-        "--max-hold",
-        type=_duration_arg,
-        default=_env("MAX_HOLD", "30m"),
-        help="longest lease granted; longer requests are shortened (e.g. 30m)",
-    )
+    _add_broker_options(serve)
     serve.add_argument(
         "--workers",
         type=int,
