@@ -29,7 +29,11 @@ _CONSUME_REFUSALS: Refusals = {
     ),
 }
 
+# The record kept moving under us (a storm of concurrent reschedules): the caller may retry.
+_MOVED = (Reason.CONFLICT, "the booking changed concurrently; retry")
+
 _CANCEL_REFUSALS: Refusals = {
+    Outcome.SLOT_MOVED: _MOVED,
     Outcome.BOOKING_NOT_FOUND: (Reason.BOOKING_NOT_FOUND, "no such booking"),
     Outcome.SLOT_STARTED: (
         Reason.SLOT_STARTED,
@@ -39,6 +43,7 @@ _CANCEL_REFUSALS: Refusals = {
 }
 
 _RESCHEDULE_REFUSALS: Refusals = {
+    Outcome.SLOT_MOVED: _MOVED,
     Outcome.BOOKING_NOT_FOUND: (Reason.BOOKING_NOT_FOUND, "no such booking"),
     Outcome.BOOKING_CANCELLED: (
         Reason.BOOKING_CANCELLED,
@@ -232,19 +237,29 @@ class BookingOps(BrokerCore):
             raise self._refuse(outcome, _CANCEL_REFUSALS)
         return self.get_booking(booking_id)
 
-    def reschedule_booking(self, booking_id: str, start_ns: int, duration_ns: int) -> Booking:
+    def reschedule_booking(
+        self, booking_id: str, start_ns: int | None, duration_ns: int | None
+    ) -> Booking:
         """Move a booking to the slot with the same service and resources at the new
-        start and duration, if that slot has room; otherwise it stays where it was."""
+        start and duration (None keeps the booking's current one), if that slot has
+        room; otherwise it stays where it was. The booking gets the new slot's next
+        fencing token."""
         violations = [
-            check_start(start_ns, "booking.start_time"),
-            check_duration(duration_ns, "booking.duration"),
+            None if start_ns is None else check_start(start_ns, "booking.start_time"),
+            None if duration_ns is None else check_duration(duration_ns, "booking.duration"),
         ]
         raise_if_invalid([v for v in violations if v is not None])
         for _ in range(_MOVE_RETRIES):
             parsed, key, record = self._load(IdKind.BOOKING, booking_id)
             merchant = parsed.merchant_id
             current = self._booking_view(record).slot
-            target = dataclasses.replace(current, start_ns=start_ns, duration_ns=duration_ns)
+            # Filled in from the record read in this very attempt, so a concurrent
+            # reschedule can never mix its values with ours (SLOT_MOVED retries).
+            target = dataclasses.replace(
+                current,
+                start_ns=current.start_ns if start_ns is None else start_ns,
+                duration_ns=current.duration_ns if duration_ns is None else duration_ns,
+            )
             reply = self._call(
                 "reschedule_booking",
                 [
@@ -254,13 +269,14 @@ class BookingOps(BrokerCore):
                     self.keys.inventory(merchant),
                     self.keys.booking_index(merchant),
                     self.keys.events(merchant),
+                    self.keys.fences(merchant),
                 ],
                 [
                     booking_id,
                     target.field(),
-                    start_ns // NS_PER_MS,
-                    start_ns,
-                    duration_ns,
+                    target.start_ns // NS_PER_MS,
+                    target.start_ns,
+                    target.duration_ns,
                     self.config.default_capacity,
                     self.config.events_maxlen,
                 ],

@@ -27,6 +27,8 @@ class Reason(str, Enum):
     BOOKING_CANCELLED = "BOOKING_CANCELLED"
     # Cancel/reschedule after the booked slot started.
     SLOT_STARTED = "SLOT_STARTED"
+    # The record changed concurrently too often to apply the request; retry.
+    CONFLICT = "CONFLICT"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
     INTERNAL = "INTERNAL"
 

@@ -33,6 +33,7 @@ STATUS_FOR_REASON: dict[Reason, grpc.StatusCode] = {
     # v0: updates the business logic forbids are INVALID_ARGUMENT.
     Reason.BOOKING_CANCELLED: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.SLOT_STARTED: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.CONFLICT: grpc.StatusCode.ABORTED,
     Reason.STORE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Reason.INTERNAL: grpc.StatusCode.INTERNAL,
 }

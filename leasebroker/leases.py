@@ -41,7 +41,7 @@ LEASE_REFUSALS: Refusals = {
     Outcome.LEASE_CONSUMED: (Reason.LEASE_CONSUMED, "the lease has become a booking"),
     Outcome.FENCE_MISMATCH: (
         Reason.FENCING_TOKEN_STALE,
-        "the fencing token is not this lease's: another holder has the slot",
+        "the fencing token given is not this lease's",
     ),
 }
 

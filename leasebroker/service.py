@@ -72,10 +72,7 @@ class BookingService(pb_grpc.BookingServiceServicer):
         if update.cancel:
             booking = self.broker.cancel_booking(update.booking_id)
         else:
-            start, duration = update.start_ns, update.duration_ns
-            if start is None or duration is None:
-                current = self.broker.get_booking(update.booking_id).slot
-                start = current.start_ns if start is None else start
-                duration = current.duration_ns if duration is None else duration
-            booking = self.broker.reschedule_booking(update.booking_id, start, duration)
+            booking = self.broker.reschedule_booking(
+                update.booking_id, update.start_ns, update.duration_ns
+            )
         return pb.UpdateBookingResponse(booking=booking_to_proto(booking))

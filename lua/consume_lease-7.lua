@@ -66,7 +66,16 @@ if capacity then
   end
 end
 
+-- The booking record is the first write, and one that grows memory: under
+-- maxmemory (noeviction) Redis refuses the script there, before anything changed.
 local booking_id = ARGV[2]
+local start_ms = lease[9]
+redis.call('HSET', KEYS[4],
+  'booking_id', booking_id, 'lease_id', lease_id, 'status', 'confirmed', 'slot', KEYS[2],
+  'slot_field', field, 'start_ms', start_ms, 'start_ns', ARGV[9], 'duration_ns', ARGV[10],
+  'fence', fence, 'fp', ARGV[3], 'created_ms', now, 'updated_ms', now, 'data', ARGV[4])
+redis.call('ZADD', KEYS[5], start_ms, booking_id)
+
 redis.call('ZREM', KEYS[2], lease_id)
 redis.call('ZADD', KEYS[2], '+inf', booking_id)
 refresh_slot_ttl(KEYS[2])
@@ -75,13 +84,6 @@ redis.call('HSET', KEYS[1], 'state', 'consumed', 'booking_id', booking_id,
   'booking_fp', ARGV[3], 'ended_ms', now)
 redis.call('PEXPIREAT', KEYS[1], now + tonumber(ARGV[7]))
 redis.call('ZREM', KEYS[6], lease_id)
-
-local start_ms = lease[9]
-redis.call('HSET', KEYS[4],
-  'booking_id', booking_id, 'lease_id', lease_id, 'status', 'confirmed', 'slot', KEYS[2],
-  'slot_field', field, 'start_ms', start_ms, 'start_ns', ARGV[9], 'duration_ns', ARGV[10],
-  'fence', fence, 'fp', ARGV[3], 'created_ms', now, 'updated_ms', now, 'data', ARGV[4])
-redis.call('ZADD', KEYS[5], start_ms, booking_id)
 
 emit(KEYS[7], ARGV[8], 'lease.consumed', {'lease_id', lease_id, 'slot', field,
   'fence', fence, 'booking_id', booking_id, 'at_ms', now})

@@ -68,15 +68,18 @@ else
   end
 end
 
--- Holds that have expired no longer count; drop them before counting.
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= capacity then
+-- Live holds and bookings count; expired holds (score <= now) do not. Counting
+-- writes nothing, so a refusal leaves the store untouched.
+if redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf') >= capacity then
   return {OUTCOME.SLOT_FULL, capacity}
 end
 
+-- HINCRBY is the first write, and one that may grow memory: under maxmemory
+-- (noeviction) Redis refuses the script there, before anything has changed.
 local lease_id = ARGV[1]
 local fence = redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
 redis.call('ZADD', KEYS[1], expires, lease_id)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 refresh_slot_ttl(KEYS[1])
 
 redis.call('HSET', KEYS[4],

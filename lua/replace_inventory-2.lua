@@ -13,6 +13,10 @@
 -- ever sees a half-loaded merchant. Leases and bookings are not touched.
 
 local now = now_ms()
+local slots = (#ARGV - 1) / 2
+-- The event goes first: XADD is a write that may grow memory, so under maxmemory
+-- (noeviction) Redis refuses the script there, before the old inventory is gone.
+emit(KEYS[2], ARGV[1], 'inventory.loaded', {'slots', slots, 'at_ms', now})
 redis.call('DEL', KEYS[1])
 -- HSET in chunks: unpack() of thousands of arguments overflows Lua's C stack.
 local chunk = 1000
@@ -20,6 +24,4 @@ for i = 2, #ARGV, chunk do
   local last = math.min(i + chunk - 1, #ARGV)
   redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
 end
-local slots = (#ARGV - 1) / 2
-emit(KEYS[2], ARGV[1], 'inventory.loaded', {'slots', slots, 'at_ms', now})
 return {OUTCOME.OK, slots}

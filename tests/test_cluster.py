@@ -7,15 +7,13 @@ ids that contain braces and colons.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis_servers
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.broker import LeaseBroker
@@ -30,56 +28,18 @@ NODES = 3
 HOUR_NS = 3600 * 10**9
 
 
-def _free_port_pair() -> int:
-    """A port p with p and its cluster bus port p + 10000 both free on loopback."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
-
-
-def _wait_for(predicate, what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-    if not server or not cli:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the cluster test: redis-server/redis-cli not installed")
-        pytest.skip("redis-server is not installed")
+    _, cli = redis_servers.binaries()
     folder: Path = tmp_path_factory.mktemp("cluster")
     ports: list[int] = []
-    for _ in range(NODES):
-        port = _free_port_pair()
-        ports.append(port)
-        subprocess.run(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-             "--cluster-config-file", f"nodes-{port}.conf", "--save", "", "--appendonly", "no",
-             "--daemonize", "yes", "--dir", str(folder), "--logfile", f"{folder}/{port}.log"],
-            check=True,
-        )  # fmt: skip
-
-    def ping(port: int) -> bool:
-        return subprocess.run([cli, "-p", str(port), "ping"], capture_output=True).returncode == 0
-
     try:
-        _wait_for(lambda: all(ping(p) for p in ports), "cluster nodes")
+        for node in range(NODES):
+            ports.append(
+                redis_servers.start(
+                    folder, "--cluster-enabled", "yes", "--cluster-config-file", f"n{node}.conf"
+                )
+            )
         subprocess.run(
             [cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
              "--cluster-replicas", "0", "--cluster-yes"],
@@ -92,11 +52,11 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             ).stdout
             return "cluster_state:ok" in out
 
-        _wait_for(ready, "cluster_state:ok")
+        redis_servers.wait_for(ready, "cluster_state:ok")
         yield f"redis://127.0.0.1:{ports[0]}"
     finally:
         for port in ports:
-            subprocess.run([cli, "-p", str(port), "shutdown", "nosave"], capture_output=True)
+            redis_servers.stop(port)
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ EVENT_FIELDS = {
     "lease.consumed": {"lease_id", "slot", "fence", "booking_id", "at_ms"},
     "lease.expired": {"lease_id", "slot", "fence", "expires_ms", "at_ms"},
     "booking.created": {"booking_id", "slot", "lease_id", "fence", "at_ms"},
-    "booking.rescheduled": {"booking_id", "from_slot", "slot", "at_ms"},
+    "booking.rescheduled": {"booking_id", "from_slot", "slot", "fence", "at_ms"},
     "booking.cancelled": {"booking_id", "slot", "lease_id", "fence", "at_ms"},
     "inventory.loaded": {"slots", "at_ms"},
     "inventory.capacity_set": {"slot", "capacity", "at_ms"},

@@ -7,6 +7,7 @@
 -- KEYS[4]  inventory        HASH    slot field -> capacity
 -- KEYS[5]  booking index    ZSET    booking id -> slot start ms
 -- KEYS[6]  events           STREAM  the merchant's event stream
+-- KEYS[7]  fences           HASH    slot field -> last fencing token handed out
 --
 -- ARGV[1]  booking id
 -- ARGV[2]  new slot field
@@ -16,7 +17,7 @@
 -- ARGV[6]  default capacity for merchants without inventory (0: such slots are not offered)
 -- ARGV[7]  event stream max length (approximate)
 --
--- Returns {OUTCOME.OK}                  moved
+-- Returns {OUTCOME.OK, fence}           moved; fence is the new slot's token for it
 --         {OUTCOME.UNCHANGED}           the new slot is the one it already has
 --         {OUTCOME.BOOKING_NOT_FOUND}   no such booking
 --         {OUTCOME.BOOKING_CANCELLED}   a cancelled booking cannot move
@@ -59,18 +60,23 @@ else
     return {OUTCOME.SLOT_NOT_OFFERED}
   end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('ZCARD', KEYS[3]) >= capacity then
+-- Live holds and bookings count; expired holds (score <= now) do not.
+if redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf') >= capacity then
   return {OUTCOME.SLOT_FULL, capacity}
 end
 
+-- The booking now holds a spot of another slot, so it gets that slot's next token:
+-- a booking database keyed by slot sees tokens grow there too. HINCRBY goes first
+-- as the first write that may grow memory, so maxmemory refuses before any change.
+local fence = redis.call('HINCRBY', KEYS[7], ARGV[2], 1)
+redis.call('ZADD', KEYS[3], '+inf', ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+refresh_slot_ttl(KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 refresh_slot_ttl(KEYS[2])
-redis.call('ZADD', KEYS[3], '+inf', ARGV[1])
-refresh_slot_ttl(KEYS[3])
 redis.call('HSET', KEYS[1], 'slot', KEYS[3], 'slot_field', ARGV[2], 'start_ms', ARGV[3],
-  'start_ns', ARGV[4], 'duration_ns', ARGV[5], 'updated_ms', now)
+  'start_ns', ARGV[4], 'duration_ns', ARGV[5], 'fence', fence, 'updated_ms', now)
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 emit(KEYS[6], ARGV[7], 'booking.rescheduled', {'booking_id', ARGV[1], 'from_slot', booking[4],
-  'slot', ARGV[2], 'at_ms', now})
-return {OUTCOME.OK}
+  'slot', ARGV[2], 'fence', fence, 'at_ms', now})
+return {OUTCOME.OK, fence}
