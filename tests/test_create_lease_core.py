@@ -9,8 +9,6 @@ holds last 150 ms and the test sleeps 0.3 s.
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
 import threading
 import time
 from collections import Counter
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 import redis
+from processes import race_in_processes
 
 from leasebroker.broker import LeaseBroker
 from leasebroker.config import BrokerConfig
@@ -628,27 +627,11 @@ def _race_in_process(
 @pytest.mark.parametrize("capacity", [1, 3])
 def test_processes_racing_for_one_slot(redis_client, key_prefix, capacity):
     processes, total = 4, 50
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(processes)
-    results = context.Queue()
     shares = [[f"ref-{i}" for i in range(p, total, processes)] for p in range(processes)]
-    workers = [
-        context.Process(
-            target=_race_in_process,
-            args=(key_prefix, capacity, START_NS, share, barrier, results),
-        )
-        for share in shares
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        outcomes = [item for _ in workers for item in results.get(timeout=90)]
-    except queue.Empty:
-        pytest.fail("a racing process did not report")
-    finally:
-        for worker in workers:
-            worker.join(timeout=30)
-    assert all(worker.exitcode == 0 for worker in workers)
+    reports = race_in_processes(
+        _race_in_process, [(key_prefix, capacity, START_NS, share) for share in shares]
+    )
+    outcomes = [item for report in reports for item in report]
     assert len(outcomes) == total
     assert Counter(kind for kind, _ in outcomes) == {"ok": capacity, "SLOT_FULL": total - capacity}
     assert sorted(fence for kind, fence in outcomes if kind == "ok") == list(range(1, capacity + 1))

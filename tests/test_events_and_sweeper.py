@@ -7,8 +7,6 @@ exactly once however many callers run it, and correctness never depends on it.
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
 import threading
 import time
 from collections import Counter
@@ -28,6 +26,7 @@ from lifecycle_helpers import (
     slot,
     sweep_in_process,
 )
+from processes import race_in_processes
 
 from leasebroker.errors import Reason
 from leasebroker.feed import InventorySlot
@@ -384,23 +383,7 @@ def test_two_sweeping_processes_report_each_expiry_once(redis_client, key_prefix
     leases = [broker.create_lease(lease_request(client_reference=f"r{i}")) for i in range(EXPIRING)]
     while redis_now_ms(redis_client) <= max(lease.expires_at_ms for lease in leases):
         time.sleep(0.05)
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(2)
-    results = context.Queue()
-    workers = [
-        context.Process(target=sweep_in_process, args=(key_prefix, 4, barrier, results))
-        for _ in range(2)
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        totals = [results.get(timeout=120) for _ in workers]
-    except queue.Empty:
-        pytest.fail("a sweeping process did not report")
-    finally:
-        for worker in workers:
-            worker.join(timeout=30)
-    assert [worker.exitcode for worker in workers] == [0, 0]
+    totals = race_in_processes(sweep_in_process, [(key_prefix, 4), (key_prefix, 4)])
     assert sum(totals) == EXPIRING
     reported = [e["lease_id"] for e in expired_events(redis_client, broker)]
     assert sorted(reported) == sorted(lease.lease_id for lease in leases)

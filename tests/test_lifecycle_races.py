@@ -8,8 +8,6 @@ on the real Redis only (processes cannot share a fakeredis in memory).
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
 import random
 import threading
 import time
@@ -40,6 +38,7 @@ from lifecycle_helpers import (
     redis_now_ms,
     slot,
 )
+from processes import race_in_processes
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.errors import BrokerError, Reason
@@ -168,23 +167,7 @@ def test_two_processes_consume_one_lease(redis_client, key_prefix, make_broker, 
         broker.create_lease(lease_request(client_reference=f"r{i}", start_ns=s.start_ns)).lease_id
         for i, s in enumerate(slots)
     ]
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(2)
-    results = context.Queue()
-    workers = [
-        context.Process(target=consume_in_process, args=(key_prefix, ids, name, barrier, results))
-        for name in clients
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        reports = [results.get(timeout=120) for _ in workers]
-    except queue.Empty:
-        pytest.fail("a racing process did not report")
-    finally:
-        for worker in workers:
-            worker.join(timeout=30)
-    assert [worker.exitcode for worker in workers] == [0, 0]
+    reports = race_in_processes(consume_in_process, [(key_prefix, ids, name) for name in clients])
     first, second = (dict(report) for report in reports)
     assert set(first) == set(second) == set(ids)
 
