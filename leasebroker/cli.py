@@ -237,6 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_store_options(serve, required=False)
     serve.add_argument(
+        "--tls-cert",
+        default=_env("TLS_CERT"),
+        help="PEM certificate chain: serve the BookingService over TLS",
+    )
+    serve.add_argument("--tls-key", default=_env("TLS_KEY"), help="PEM private key for --tls-cert")
+    serve.add_argument(
+        "--tls-client-ca",
+        default=_env("TLS_CLIENT_CA"),
+        help="PEM CA bundle: require client certificates that chain to it (mutual TLS)",
+    )
+    serve.add_argument(
         "--admin-host",
         default=_env("ADMIN_HOST", "127.0.0.1"),
         help="address of the admin service (leasebroker.v1.LeaseAdmin)",
@@ -288,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="broker address host:port",
     )
     create.add_argument("--timeout", type=float, default=10.0, help="seconds")
+    create.add_argument(
+        "--tls", action="store_true", help="connect over TLS (implied by the --tls-* files)"
+    )
+    create.add_argument("--tls-ca", help="PEM CA bundle to trust (default: the system's)")
+    create.add_argument("--tls-cert", help="PEM client certificate, for mutual TLS")
+    create.add_argument("--tls-key", help="PEM client key, for mutual TLS")
 
     inventory = commands.add_parser("inventory", help="manage slot inventory").add_subparsers(
         dest="inventory_command", required=True

@@ -11,10 +11,30 @@ from grpc_status import rpc_status
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
-from leasebroker.cli import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, print_json, to_utc_text
+from leasebroker.cli import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CliError,
+    print_json,
+    to_utc_text,
+)
+from leasebroker.tls import TlsError, channel_credentials
 from leasebroker.validation import NS_PER_S
 
 _UNREACHABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    """Plaintext, or TLS when --tls or any --tls-* file is given."""
+    if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key):
+        return grpc.insecure_channel(args.target)
+    try:
+        credentials = channel_credentials(args.tls_ca, args.tls_cert, args.tls_key)
+    except TlsError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    return grpc.secure_channel(args.target, credentials)
 
 
 def create_lease(args: argparse.Namespace) -> int:
@@ -30,7 +50,7 @@ def create_lease(args: argparse.Namespace) -> int:
         lease.resources.staff_id, lease.resources.room_id = args.staff, args.room
     if args.expires:
         lease.lease_expiration_time.FromDatetime(args.expires)
-    with grpc.insecure_channel(args.target) as channel:
+    with _channel(args) as channel:
         stub = pb_grpc.BookingServiceStub(channel)
         try:
             reply = stub.CreateLease(pb.CreateLeaseRequest(lease=lease), timeout=args.timeout)

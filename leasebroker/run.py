@@ -30,6 +30,7 @@ from leasebroker.server import (
 )
 from leasebroker.store import Store, check_server, connect, embedded_store, safe_url
 from leasebroker.sweeper import SweeperThread
+from leasebroker.tls import ServerTls, TlsError
 
 log = logging.getLogger("leasebroker")
 
@@ -84,6 +85,12 @@ def serve(args: argparse.Namespace) -> int:
     if admin_enabled and args.admin_port == args.port != 0:
         raise CliError("--admin-port must differ from --port", EXIT_USAGE)
     config = config_from_args(args)
+    try:
+        tls = ServerTls.from_options(args.tls_cert, args.tls_key, args.tls_client_ca)
+        if tls is not None:
+            tls.credentials()  # read the files now: a bad one is a usage error, not a crash
+    except TlsError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
     # One connection per handler thread, plus a few spare, so bursts never wait on the pool.
     admin_workers = ADMIN_WORKERS if admin_enabled else 0
     store = open_store(args, pool_size=args.workers + admin_workers + 4)
@@ -91,7 +98,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.inventory:
         _load_feed(broker, args.inventory)
     try:
-        running = start_server(broker, args.host, args.port, args.workers)
+        running = start_server(broker, args.host, args.port, args.workers, tls)
     except (OSError, RuntimeError) as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}", EXIT_USAGE) from exc
     admin: list[RunningServer] = []
@@ -113,7 +120,12 @@ def serve(args: argparse.Namespace) -> int:
         config.max_hold_ms,
         config.key_prefix,
     )
-    log.info("listening on %s:%d", args.host, running.port)
+    log.info(
+        "listening on %s:%d (%s)",
+        args.host,
+        running.port,
+        "plaintext" if tls is None else "mutual TLS" if tls.client_ca else "TLS",
+    )
     for each in admin:
         log.info("admin listening on %s:%d", args.admin_host, each.port)
     background = [

@@ -23,6 +23,7 @@ from leasebroker.api.v1 import admin_pb2_grpc as admin_pb_grpc
 from leasebroker.broker import LeaseBroker
 from leasebroker.errors import BrokerError
 from leasebroker.service import BookingService
+from leasebroker.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,10 @@ def _start(
     port: int,
     workers: int,
     options: Sequence[tuple[str, Any]] = (),
+    tls: ServerTls | None = None,
 ) -> RunningServer:
-    """Start a server for one service, with health checking and reflection."""
+    """Start a server for one service, with health checking and reflection; plaintext,
+    or TLS (mutual TLS when ``tls`` names a client CA)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
         # Without this, gRPC sets SO_REUSEPORT and a second server "binds" a port that is
@@ -82,7 +85,10 @@ def _start(
         (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_insecure_port(address)
+    if tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, tls.credentials())
     if bound == 0:
         raise OSError(f"could not bind {address}")
     server.start()
@@ -91,8 +97,11 @@ def _start(
     return running
 
 
-def start_server(broker: LeaseBroker, host: str, port: int, workers: int) -> RunningServer:
-    """Start serving on ``host:port`` with ``workers`` handler threads.
+def start_server(
+    broker: LeaseBroker, host: str, port: int, workers: int, tls: ServerTls | None = None
+) -> RunningServer:
+    """Start serving on ``host:port`` with ``workers`` handler threads, over TLS when
+    ``tls`` is given.
 
     The broker's Redis pool must have at least ``workers`` connections, so a
     burst of calls waits for a thread, never for a connection.
@@ -101,7 +110,7 @@ def start_server(broker: LeaseBroker, host: str, port: int, workers: int) -> Run
     def add(server: grpc.Server) -> None:
         pb_grpc.add_BookingServiceServicer_to_server(BookingService(broker), server)
 
-    return _start(add, SERVICE_NAME, host, port, workers)
+    return _start(add, SERVICE_NAME, host, port, workers, tls=tls)
 
 
 def start_admin_server(

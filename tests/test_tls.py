@@ -1,0 +1,130 @@
+"""TLS and mutual TLS on the BookingService port, with certificates made by openssl."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from helpers import ServeProcess, run_cli
+
+from leasebroker.api.v0 import booking_service_pb2 as pb
+from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
+from leasebroker.server import start_server
+from leasebroker.tls import ServerTls
+
+HOUR_NS = 3600 * 10**9
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _signed(name: str, cwd: Path, extensions: str) -> None:
+    """A key and a certificate for ``name``, signed by the test CA."""
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+             "-subj", f"/CN={name}", "-out", f"{name}.csr", cwd=cwd)  # fmt: skip
+    (cwd / f"{name}.ext").write_text(extensions)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-out", f"{name}.pem",
+             "-extfile", f"{name}.ext", cwd=cwd)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not shutil.which("openssl"):
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the TLS tests: openssl is not installed")
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("certs")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-subj",
+             "/CN=leasebroker test CA", "-days", "2", "-out", "ca.pem", cwd=folder)  # fmt: skip
+    _signed("server", folder, "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _signed("client", folder, "extendedKeyUsage=clientAuth\n")
+    return folder
+
+
+def _lease() -> pb.CreateLeaseRequest:
+    lease = pb.Lease(merchant_id="m", service_id="s", client_reference="r")
+    lease.start_time.FromNanoseconds(time.time_ns() + HOUR_NS)
+    lease.duration.FromSeconds(1800)
+    return pb.CreateLeaseRequest(lease=lease)
+
+
+def _call(port: int, credentials: grpc.ChannelCredentials | None) -> grpc.StatusCode:
+    target = f"127.0.0.1:{port}"
+    with (
+        grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+    ) as channel:
+        try:
+            pb_grpc.BookingServiceStub(channel).CreateLease(_lease(), timeout=5)
+        except grpc.RpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+def _client(certs: Path, *, with_certificate: bool) -> grpc.ChannelCredentials:
+    pair = {}
+    if with_certificate:
+        pair = {
+            "private_key": (certs / "client.key").read_bytes(),
+            "certificate_chain": (certs / "client.pem").read_bytes(),
+        }
+    return grpc.ssl_channel_credentials((certs / "ca.pem").read_bytes(), **pair)
+
+
+@pytest.fixture
+def tls_server(broker, certs: Path, request: pytest.FixtureRequest) -> Iterator[int]:
+    client_ca = str(certs / "ca.pem") if request.param == "mutual" else None
+    tls = ServerTls(str(certs / "server.pem"), str(certs / "server.key"), client_ca)
+    running = start_server(broker, "127.0.0.1", 0, workers=2, tls=tls)
+    yield running.port
+    running.stop(grace=None)
+
+
+@pytest.mark.parametrize("tls_server", ["server-only"], indirect=True)
+def test_tls_serves_clients_that_trust_the_ca(tls_server: int, certs: Path) -> None:
+    assert _call(tls_server, _client(certs, with_certificate=False)) is grpc.StatusCode.OK
+    assert _call(tls_server, None) is grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize("tls_server", ["mutual"], indirect=True)
+def test_mutual_tls_requires_a_client_certificate(tls_server: int, certs: Path) -> None:
+    assert _call(tls_server, _client(certs, with_certificate=False)) is (
+        grpc.StatusCode.UNAVAILABLE
+    )
+    assert _call(tls_server, _client(certs, with_certificate=True)) is grpc.StatusCode.OK
+
+
+def test_serve_and_lease_create_over_mutual_tls(certs: Path) -> None:
+    tls = ["--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server.key")]
+    with ServeProcess([*tls, "--tls-client-ca", str(certs / "ca.pem")]) as server:
+        server.wait_listening()
+        assert "(mutual TLS)" in server.lines[-1]
+        lease = ["lease", "create", "--merchant", "m", "--service", "s", "--start",
+                 "2100-01-01T10:00:00Z", "--duration", "30m", "--target", server.target,
+                 "--tls-ca", str(certs / "ca.pem")]  # fmt: skip
+        refused = run_cli([*lease, "--client-reference", "a"])
+        assert refused.returncode == 3, refused.stderr  # no client certificate: no channel
+        client = ["--tls-cert", str(certs / "client.pem"), "--tls-key", str(certs / "client.key")]
+        granted = run_cli([*lease, "--client-reference", "b", *client])
+        assert granted.returncode == 0, granted.stderr
+        assert '"lease_id": "l.' in granted.stdout
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--tls-cert", "server.pem"], ["--tls-key", "server.key"], ["--tls-cert", "missing.pem",
+     "--tls-key", "server.key"]],
+    ids=["cert-without-key", "key-without-cert", "unreadable-cert"],
+)  # fmt: skip
+def test_bad_tls_options_are_usage_errors(certs: Path, options: list[str]) -> None:
+    paths = [str(certs / o) if not o.startswith("--") else o for o in options]
+    result = run_cli(["serve", "--port", "0", "--admin-port", "-1", *paths])
+    assert result.returncode == 2, result.stderr
+    assert "listening on" not in result.stderr
