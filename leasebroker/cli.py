@@ -337,6 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"leasebroker: {exc}", file=sys.stderr)
         return exc.code
+    except BrokenPipeError:
+        # The reader went away (`leasebroker events | head`): stop quietly. Point stdout
+        # at devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def config_from_args(args: argparse.Namespace) -> BrokerConfig:

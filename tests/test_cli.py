@@ -11,12 +11,13 @@ import json
 import os
 import re
 import signal
+import subprocess
 from datetime import datetime, timedelta, timezone
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from helpers import DURATION_S, START_S, ServeProcess, clean_env, run_cli
+from helpers import CLI, DURATION_S, START_S, ServeProcess, clean_env, run_cli
 
 from leasebroker.cli import build_parser, main
 
@@ -297,3 +298,18 @@ def test_serve_stops_cleanly_on_signal(embedded_server, sig):
     assert embedded_server.stop(sig) == 0, embedded_server.lines
     embedded_server.wait_for(STOPPED_RE)
     assert any(f"received {sig.name}" in line for line in embedded_server.lines)
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`leasebroker keys | head`: the reader is gone; no traceback, exit 0."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read: the first write fails with EPIPE
+    try:
+        result = subprocess.run(
+            [*CLI, "keys"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+            env=clean_env(), timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
