@@ -13,6 +13,7 @@ from leasebroker.bookings import BookingOps
 from leasebroker.inventory import InventoryOps
 from leasebroker.leases import LeaseOps, request_fingerprint
 from leasebroker.model import SlotStatus
+from leasebroker.pruning import PruneOps
 from leasebroker.validation import NS_PER_S
 
 __all__ = ["LeaseBroker", "request_fingerprint"]
@@ -20,7 +21,7 @@ __all__ = ["LeaseBroker", "request_fingerprint"]
 DAY_NS = 86_400 * NS_PER_S
 
 
-class LeaseBroker(LeaseOps, BookingOps, InventoryOps):
+class LeaseBroker(LeaseOps, BookingOps, InventoryOps, PruneOps):
     """Lease, booking and inventory operations over one Redis client
     (single node, cluster, or fakeredis)."""
 

@@ -205,6 +205,18 @@ def _add_operator_commands(commands: Any, inventory: Any) -> None:
         "--interval", type=_positive_duration_arg, default="1s", help="pause between passes"
     )
 
+    prune = _add_operator_command(
+        commands, "prune", "forget bookings and fencing counters of long-past slots"
+    )
+    _add_merchant_option(prune, required=False)
+    prune.add_argument(
+        "--older-than",
+        required=True,
+        type=_duration_arg,
+        help="prune slots that started longer ago than this (e.g. 30d); 0 prunes every "
+        "slot that has started",
+    )
+
     show = _add_operator_command(
         inventory, "show", "print a merchant's inventory", operator="inventory show"
     )

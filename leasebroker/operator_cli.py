@@ -32,6 +32,7 @@ from leasebroker.cli import (
 from leasebroker.errors import BrokerError, Reason
 from leasebroker.keys import KeyBuilder, SlotId
 from leasebroker.model import NS_PER_MS
+from leasebroker.pruning import PruneReport
 from leasebroker.run import open_store
 from leasebroker.store import Store, safe_url
 from leasebroker.sweeper import sweep_once
@@ -467,6 +468,21 @@ def sweep(session: Session) -> int:
         return EXIT_OK
 
 
+def prune(session: Session) -> int:
+    """Forget bookings and fencing counters of slots that started over --older-than ago."""
+    args, broker = session.args, session.broker
+    merchants = [args.merchant] if args.merchant else broker.merchants()
+    total = PruneReport()
+    for merchant in merchants:
+        total += broker.prune(merchant, args.older_than)
+    session.show(
+        {"merchants": len(merchants), "bookings": total.bookings, "fences": total.fences},
+        f"pruned {total.bookings} booking(s) and {total.fences} fencing counter(s) "
+        f"of {len(merchants)} merchant(s)",
+    )
+    return EXIT_OK
+
+
 def _print_sweep(session: Session, expired: int) -> None:
     now = datetime.now(timezone.utc)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
@@ -535,6 +551,7 @@ COMMANDS: dict[str, Callable[[Session], int]] = {
     "events": events,
     "keys": key_layout,
     "sweep": sweep,
+    "prune": prune,
     "inventory show": inventory_show,
     "inventory set": inventory_set,
 }
