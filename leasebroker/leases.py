@@ -243,7 +243,8 @@ class LeaseOps(BrokerCore):
             ],
             [
                 lease_id,
-                by_ms,
+                # A target, not an increment: a retried call cannot extend twice.
+                int(record["expires_ms"]) + by_ms,
                 self.config.max_hold_ms,
                 "" if expected_fence is None else expected_fence,
                 self.config.record_retention_ms,

@@ -334,7 +334,7 @@ KEY_KINDS: tuple[tuple[str, str, str, str], ...] = (
     ("slot", "zset", "lease and booking ids holding one slot, scored by expiry ms "
      "(bookings: +inf)", "expires with its longest hold; none while it holds a booking"),
     ("lease", "hash", "one lease record: state, fence, slot, times, request data",
-     "lease expiry + record retention; once released or booked: then + retention"),
+     "lease expiry + record retention; once released: release time + retention"),
     ("ref", "hash", "client_reference idempotency entry: lease id, fingerprint, expiry",
      "expires with its lease; deleted on release"),
     ("inventory", "hash", "slot -> capacity (absent: every slot at the default capacity)",

@@ -53,9 +53,11 @@ class PruneOps(BrokerCore):
         removed = 0
         while True:
             due = self._read(self.client.zrangebyscore, index, "-inf", f"({cutoff_ms}", 0, _BATCH)
-            for raw_id in due:
-                removed += self._prune_booking(merchant_id, raw_id.decode(), cutoff_ms)
-            if len(due) < _BATCH:
+            pruned = sum(self._prune_booking(merchant_id, i.decode(), cutoff_ms) for i in due)
+            removed += pruned
+            # A full batch of which nothing could go (Redis's clock stepped back below
+            # the cutoff) would come back forever: stop there.
+            if len(due) < _BATCH or not pruned:
                 return removed
 
     def _prune_booking(self, merchant_id: str, booking_id: str, cutoff_ms: int) -> int:

@@ -82,7 +82,9 @@ refresh_slot_ttl(KEYS[2])
 
 redis.call('HSET', KEYS[1], 'state', 'consumed', 'booking_id', booking_id,
   'booking_fp', ARGV[3], 'ended_ms', now)
-redis.call('PEXPIREAT', KEYS[1], now + tonumber(ARGV[7]))
+-- Kept as long as the lease's client-reference entry can still replay this lease id
+-- (until its original expiry), plus the retention: a replayed id must stay bookable.
+redis.call('PEXPIREAT', KEYS[1], expires + tonumber(ARGV[7]))
 redis.call('ZREM', KEYS[6], lease_id)
 
 emit(KEYS[7], ARGV[8], 'lease.consumed', {'lease_id', lease_id, 'slot', field,

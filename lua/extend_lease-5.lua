@@ -7,7 +7,7 @@
 -- KEYS[5]  events           STREAM  the merchant's event stream
 --
 -- ARGV[1]  lease id
--- ARGV[2]  extension, ms (added to the current expiry)
+-- ARGV[2]  target expiry, ms since the epoch (the expiry the caller read + its extension)
 -- ARGV[3]  maximum hold, ms (counted from the lease's creation)
 -- ARGV[4]  expected fencing token, or "" to skip the check
 -- ARGV[5]  record retention after the lease ended, ms
@@ -21,6 +21,8 @@
 --         {OUTCOME.FENCE_MISMATCH, fence}    ARGV[4] is not the lease's token
 --
 -- Bounds: never past created + maximum hold, never past the slot's start.
+-- The expiry becomes max(current, min(target, bounds)): a retry of the same call (say
+-- after a lost reply) finds it done and changes nothing, so one call never extends twice.
 
 local now = now_ms()
 local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_field',
@@ -43,7 +45,7 @@ if ARGV[4] ~= '' and ARGV[4] ~= lease[8] then
 end
 
 local bound = math.min(tonumber(lease[9]) + tonumber(ARGV[3]), tonumber(lease[10]))
-local extended = math.max(expires, math.min(expires + tonumber(ARGV[2]), bound))
+local extended = math.max(expires, math.min(tonumber(ARGV[2]), bound))
 if extended > expires then
   redis.call('ZADD', KEYS[2], 'XX', extended, ARGV[1])
   refresh_slot_ttl(KEYS[2])

@@ -39,11 +39,13 @@ end
 if booking[3] ~= KEYS[2] then
   return {OUTCOME.SLOT_MOVED}
 end
-if tonumber(booking[5]) <= now then
-  return {OUTCOME.SLOT_STARTED}
-end
+-- Already there (a retry of a reschedule that went through): answered as the first
+-- call was, even once that slot has started.
 if KEYS[3] == KEYS[2] then
   return {OUTCOME.UNCHANGED}
+end
+if tonumber(booking[5]) <= now then
+  return {OUTCOME.SLOT_STARTED}
 end
 if tonumber(ARGV[3]) <= now then
   return {OUTCOME.START_TIME_PASSED, now}

@@ -8,6 +8,8 @@
 -- ARGV[3]  event stream max length (approximate)
 --
 -- Returns {OUTCOME.OK, previous capacity or -1 when the slot was not listed}
+--         {OUTCOME.UNCHANGED, capacity}   it already had that capacity: nothing written
+--                                         and no event (so a retried call is a no-op)
 --
 -- Lowering a capacity never cancels a lease or booking already made; it only
 -- refuses new leases (and bookings of leases beyond it) from now on. A merchant
@@ -15,6 +17,9 @@
 
 local now = now_ms()
 local previous = redis.call('HGET', KEYS[1], ARGV[1])
+if previous == ARGV[2] then
+  return {OUTCOME.UNCHANGED, tonumber(previous)}
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 emit(KEYS[2], ARGV[3], 'inventory.capacity_set', {'slot', ARGV[1], 'capacity', ARGV[2],
   'at_ms', now})
