@@ -323,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load = inventory.add_parser("load", help="load an availability feed JSON file")
     load.add_argument("feed", help="path to the feed JSON")
+    load.add_argument(
+        "--complete",
+        action="store_true",
+        help="the feed lists every merchant: merchants missing from it offer nothing after",
+    )
     _add_store_options(load, required=True)
     _add_operator_commands(commands, inventory)
     return parser

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from leasebroker.core import BrokerCore
 from leasebroker.errors import FieldViolation
 from leasebroker.feed import InventorySlot
-from leasebroker.keys import SlotId
+from leasebroker.keys import NOTHING_OFFERED_FIELD, SlotId
 from leasebroker.model import SlotStatus
 from leasebroker.validation import raise_if_invalid, slot_violations
 
@@ -18,11 +18,10 @@ class InventoryOps(BrokerCore):
     def replace_inventory(self, merchant_id: str, slots: Sequence[InventorySlot]) -> int:
         """Make ``slots`` the merchant's complete inventory, atomically; returns the slot count.
 
-        From then on the merchant offers only these slots. Existing leases and
-        bookings are not touched.
+        From then on the merchant offers only these slots: none at all for an empty
+        ``slots`` (it does not fall back to the default capacity). Existing leases
+        and bookings are not touched.
         """
-        if not slots:
-            raise ValueError("an inventory needs at least one slot")
         if any(item.slot.merchant_id != merchant_id for item in slots):
             raise ValueError(f"every slot must belong to merchant {merchant_id!r}")
         for item in slots:
@@ -30,7 +29,7 @@ class InventoryOps(BrokerCore):
             if item.capacity < 0:
                 raise_if_invalid([FieldViolation("capacity", "must be 0 or more")])
         self.register_merchant(merchant_id)
-        args: list[str | int] = [self.config.events_maxlen]
+        args: list[str | int] = [self.config.events_maxlen, NOTHING_OFFERED_FIELD]
         for item in slots:
             args += [item.slot.field(), item.capacity]
         reply = self._call(
@@ -39,6 +38,18 @@ class InventoryOps(BrokerCore):
             args,
         )
         return int(reply[1])
+
+    def replace_all_inventories(
+        self, inventories: Mapping[str, Sequence[InventorySlot]]
+    ) -> tuple[int, list[str]]:
+        """Load a feed that lists every merchant (a complete feed): each merchant in it
+        gets its slots, and every other merchant the broker knows is left offering
+        nothing. Returns the slot count and the merchants withdrawn."""
+        slots = sum(self.replace_inventory(m, items) for m, items in inventories.items())
+        withdrawn = [m for m in self.merchants() if m not in inventories]
+        for merchant_id in withdrawn:
+            self.replace_inventory(merchant_id, [])
+        return slots, withdrawn
 
     def set_capacity(self, slot: SlotId, capacity: int) -> int | None:
         """Set one slot's capacity; returns the previous one (None: it was not listed).
@@ -65,6 +76,7 @@ class InventoryOps(BrokerCore):
         slots = [
             InventorySlot(SlotId.from_field(merchant_id, field.decode()), int(capacity))
             for field, capacity in raw.items()
+            if field.decode() != NOTHING_OFFERED_FIELD
         ]
         return sorted(slots, key=lambda s: (s.slot.start_ns, s.slot.field()))
 

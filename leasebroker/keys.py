@@ -32,6 +32,9 @@ from datetime import datetime, timezone
 from urllib.parse import quote, unquote
 
 DEFAULT_PREFIX = "lb"
+# The field of an inventory HASH that offers nothing: it has no ':', so it can never be
+# a slot field, and its presence makes the merchant "have an inventory".
+NOTHING_OFFERED_FIELD = "~nothing-offered"
 
 # Characters kept as they are in key components, besides ASCII letters, digits and "_.-~".
 _SAFE = "!$&'()+,;=@/"

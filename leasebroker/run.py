@@ -55,21 +55,30 @@ def open_store(args: argparse.Namespace, pool_size: int) -> Store:
     return store
 
 
-def _load_feed(broker: LeaseBroker, path: str) -> int:
-    """Replace each merchant's inventory with its slots in the feed; returns the slot count."""
+def _load_feed(broker: LeaseBroker, path: str, *, complete: bool = False) -> int:
+    """Replace each merchant's inventory with its slots in the feed; returns the slot count.
+
+    ``complete``: the feed lists every merchant, so any other merchant the broker
+    knows is left offering nothing.
+    """
     try:
         inventories = read_feed(path)
     except FeedError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
-    total = 0
-    for merchant_id, slots in inventories.items():
-        try:
-            total += broker.replace_inventory(merchant_id, slots)
-        except BrokerError as exc:
-            if exc.reason is Reason.STORE_UNAVAILABLE:
-                raise unreachable("the lease store", exc) from exc
-            code = EXIT_USAGE if exc.reason is Reason.INVALID_FIELD else EXIT_REFUSED
-            raise CliError(f"{path}: merchant {merchant_id!r}: {exc}", code) from exc
+    try:
+        if complete:
+            total, withdrawn = broker.replace_all_inventories(inventories)
+            for merchant_id in withdrawn:
+                log.info(
+                    "merchant %r is not in the complete feed: it offers nothing now", merchant_id
+                )
+        else:
+            total = sum(broker.replace_inventory(m, s) for m, s in inventories.items())
+    except BrokerError as exc:
+        if exc.reason is Reason.STORE_UNAVAILABLE:
+            raise unreachable("the lease store", exc) from exc
+        code = EXIT_USAGE if exc.reason is Reason.INVALID_FIELD else EXIT_REFUSED
+        raise CliError(f"{path}: {exc}", code) from exc
     log.info("loaded %d slots for %d merchants from %s", total, len(inventories), path)
     return total
 
@@ -158,5 +167,5 @@ def load_inventory(args: argparse.Namespace) -> int:
     except FeedError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     store = open_store(args, pool_size=2)
-    _load_feed(LeaseBroker(store.client, config), args.feed)
+    _load_feed(LeaseBroker(store.client, config), args.feed, complete=args.complete)
     return EXIT_OK

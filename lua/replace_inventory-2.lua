@@ -4,23 +4,29 @@
 -- KEYS[2]  events      STREAM  the merchant's event stream
 --
 -- ARGV[1]  event stream max length (approximate)
--- ARGV[2..] pairs: slot field, capacity, slot field, capacity, ... (at least one pair)
+-- ARGV[2]  the "nothing offered" marker field, written when no slot is given
+-- ARGV[3..] pairs: slot field, capacity, slot field, capacity, ... (may be none)
 --
 -- Returns {OUTCOME.OK, number of slots written}
 --
 -- A merchant with an inventory key offers only the slots in it, so the old
 -- inventory is dropped and the new one written in one atomic step: no caller
--- ever sees a half-loaded merchant. Leases and bookings are not touched.
+-- ever sees a half-loaded merchant. With no slots the key keeps only the marker
+-- (which names no slot), so the merchant offers nothing, rather than falling back
+-- to the default capacity. Leases and bookings are not touched.
 
 local now = now_ms()
-local slots = (#ARGV - 1) / 2
+local slots = (#ARGV - 2) / 2
 -- The event goes first: XADD is a write that may grow memory, so under maxmemory
 -- (noeviction) Redis refuses the script there, before the old inventory is gone.
 emit(KEYS[2], ARGV[1], 'inventory.loaded', {'slots', slots, 'at_ms', now})
 redis.call('DEL', KEYS[1])
+if slots == 0 then
+  redis.call('HSET', KEYS[1], ARGV[2], 0)
+end
 -- HSET in chunks: unpack() of thousands of arguments overflows Lua's C stack.
 local chunk = 1000
-for i = 2, #ARGV, chunk do
+for i = 3, #ARGV, chunk do
   local last = math.min(i + chunk - 1, #ARGV)
   redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
 end

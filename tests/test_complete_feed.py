@@ -1,0 +1,54 @@
+"""An empty inventory offers nothing, and a complete feed withdraws the merchants it omits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from lifecycle_helpers import lease_request, refusal, slot
+
+from leasebroker.cli import main
+from leasebroker.errors import Reason
+from leasebroker.feed import InventorySlot
+
+
+def test_an_empty_inventory_offers_nothing(make_broker):
+    broker = make_broker(default_capacity=5)
+    lease = broker.create_lease(lease_request())
+    assert broker.replace_inventory("merchant-1", []) == 0
+    assert broker.get_inventory("merchant-1") == []
+    refused = refusal(broker.create_lease, lease_request(client_reference="other"))
+    assert refused.reason is Reason.SLOT_NOT_OFFERED
+    assert broker.slot_status(slot()).source == "unlisted"
+    # What was already held stays valid and can still be booked.
+    assert broker.get_lease(lease.lease_id).state == "held"
+
+
+def test_a_complete_load_withdraws_merchants_it_omits(make_broker):
+    broker = make_broker(default_capacity=1)
+    kept, gone = slot(merchant_id="kept"), slot(merchant_id="gone")
+    broker.replace_inventory("gone", [InventorySlot(gone, 3)])
+    broker.create_lease(lease_request(merchant_id="kept", client_reference="k"))
+    slots, withdrawn = broker.replace_all_inventories({"kept": [InventorySlot(kept, 2)]})
+    assert (slots, withdrawn) == (1, ["gone"])
+    assert broker.get_inventory("gone") == []
+    assert broker.get_inventory("kept") == [InventorySlot(kept, 2)]
+    refused = refusal(broker.create_lease, lease_request(merchant_id="gone"))
+    assert refused.reason is Reason.SLOT_NOT_OFFERED
+
+
+@pytest.mark.parametrize("backend", ["real"])
+def test_inventory_load_complete_command(make_broker, key_prefix, tmp_path):
+    broker = make_broker()
+    broker.replace_inventory("gone", [InventorySlot(slot(merchant_id="gone"), 3)])
+    start_s = slot().start_ns // 10**9
+    feed = tmp_path / "feed.json"
+    feed.write_text(json.dumps([{"merchant_id": "kept", "service_id": "haircut",
+                                 "start_sec": start_s, "duration_sec": 1800,
+                                 "spots_open": 2}]))  # fmt: skip
+    store = ["--redis-url", "redis://127.0.0.1:6379/0", "--key-prefix", key_prefix]
+    assert main(["inventory", "load", str(feed), *store]) == 0
+    assert len(broker.get_inventory("gone")) == 1  # a plain load keeps other merchants
+    assert main(["inventory", "load", str(feed), "--complete", *store]) == 0
+    assert broker.get_inventory("gone") == []
+    assert [s.capacity for s in broker.get_inventory("kept")] == [2]
