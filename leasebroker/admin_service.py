@@ -347,10 +347,14 @@ class LeaseAdmin(pb_grpc.LeaseAdminServicer):
         self, request: pb.LoadInventoryRequest, context: grpc.ServicerContext
     ) -> pb.LoadInventoryResponse:
         inventories = feed_from_json(request.feed_json)
-        total = 0
-        for merchant, slots in inventories.items():
-            total += self.broker.replace_inventory(merchant, slots)
-        return pb.LoadInventoryResponse(merchants=len(inventories), slots=total)
+        withdrawn: list[str] = []
+        if request.complete:
+            total, withdrawn = self.broker.replace_all_inventories(inventories)
+        else:
+            total = sum(self.broker.replace_inventory(m, s) for m, s in inventories.items())
+        return pb.LoadInventoryResponse(
+            merchants=len(inventories), slots=total, withdrawn_merchants=withdrawn
+        )
 
     @rpc
     def SetSlotCapacity(

@@ -584,6 +584,18 @@ def test_load_inventory_replaces_each_merchants_inventory(broker, admin):
     assert [s.capacity for s in other] == [4]
 
 
+def test_complete_load_inventory_withdraws_omitted_merchants(broker, admin):
+    inventory(broker, (LATER_SLOT, 9))  # MERCHANT has an inventory; the feed omits it
+    document = feed(entry(merchant="merchant-2", spots=4))
+    plain = admin.LoadInventory(pb.LoadInventoryRequest(feed_json=document))
+    assert list(plain.withdrawn_merchants) == []
+    assert len(admin.GetInventory(pb.GetInventoryRequest(merchant_id=MERCHANT)).slots) == 1
+
+    reply = admin.LoadInventory(pb.LoadInventoryRequest(feed_json=document, complete=True))
+    assert (reply.merchants, reply.slots, list(reply.withdrawn_merchants)) == (1, 1, [MERCHANT])
+    assert list(admin.GetInventory(pb.GetInventoryRequest(merchant_id=MERCHANT)).slots) == []
+
+
 def test_load_inventory_takes_a_bare_array_feed(admin):
     document = json.dumps([entry(spots=3)]).encode()
     reply = admin.LoadInventory(pb.LoadInventoryRequest(feed_json=document))

@@ -214,18 +214,22 @@ class ListSlotAvailabilityResponse(_message.Message):
     def __init__(self, slots: _Optional[_Iterable[_Union[SlotAvailability, _Mapping]]] = ...) -> None: ...
 
 class LoadInventoryRequest(_message.Message):
-    __slots__ = ("feed_json",)
+    __slots__ = ("feed_json", "complete")
     FEED_JSON_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
     feed_json: bytes
-    def __init__(self, feed_json: _Optional[bytes] = ...) -> None: ...
+    complete: bool
+    def __init__(self, feed_json: _Optional[bytes] = ..., complete: _Optional[bool] = ...) -> None: ...
 
 class LoadInventoryResponse(_message.Message):
-    __slots__ = ("merchants", "slots")
+    __slots__ = ("merchants", "slots", "withdrawn_merchants")
     MERCHANTS_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_MERCHANTS_FIELD_NUMBER: _ClassVar[int]
     merchants: int
     slots: int
-    def __init__(self, merchants: _Optional[int] = ..., slots: _Optional[int] = ...) -> None: ...
+    withdrawn_merchants: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, merchants: _Optional[int] = ..., slots: _Optional[int] = ..., withdrawn_merchants: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetSlotCapacityRequest(_message.Message):
     __slots__ = ("slot", "capacity")
