@@ -64,9 +64,6 @@ _RESCHEDULE_REFUSALS: Refusals = {
     Outcome.SLOT_FULL: (Reason.SLOT_FULL, "the new slot has no free spot"),
 }
 
-# A record that moved between our read and the script is read again this often.
-_MOVE_RETRIES = 5
-
 _CLIENT_TEXT_FIELDS = ("given_name", "family_name", "telephone", "email")
 _ADDRESS_FIELDS = (
     "address_country", "address_locality", "address_region",
@@ -223,16 +220,16 @@ class BookingOps(BrokerCore):
     def cancel_booking(self, booking_id: str) -> Booking:
         """Cancel a booking and free its spot now. Cancelling a cancelled booking
         returns it unchanged; after its slot has started it is refused (SLOT_STARTED)."""
-        for _ in range(_MOVE_RETRIES):
+
+        def attempt() -> list:
             parsed, key, record = self._load(IdKind.BOOKING, booking_id)
-            reply = self._call(
+            return self._call(
                 "cancel_booking",
                 [key, record["slot"].decode(), self.keys.events(parsed.merchant_id)],
                 [booking_id, self.config.events_maxlen],
             )
-            outcome = Outcome(int(reply[0]))
-            if outcome is not Outcome.SLOT_MOVED:
-                break
+
+        outcome = self._until_settled(attempt)
         if outcome not in (Outcome.OK, Outcome.UNCHANGED):
             raise self._refuse(outcome, _CANCEL_REFUSALS)
         return self.get_booking(booking_id)
@@ -249,7 +246,8 @@ class BookingOps(BrokerCore):
             None if duration_ns is None else check_duration(duration_ns, "booking.duration"),
         ]
         raise_if_invalid([v for v in violations if v is not None])
-        for _ in range(_MOVE_RETRIES):
+
+        def attempt() -> list:
             parsed, key, record = self._load(IdKind.BOOKING, booking_id)
             merchant = parsed.merchant_id
             current = self._booking_view(record).slot
@@ -260,7 +258,7 @@ class BookingOps(BrokerCore):
                 start_ns=current.start_ns if start_ns is None else start_ns,
                 duration_ns=current.duration_ns if duration_ns is None else duration_ns,
             )
-            reply = self._call(
+            return self._call(
                 "reschedule_booking",
                 [
                     key,
@@ -281,9 +279,8 @@ class BookingOps(BrokerCore):
                     self.config.events_maxlen,
                 ],
             )
-            outcome = Outcome(int(reply[0]))
-            if outcome is not Outcome.SLOT_MOVED:
-                break
+
+        outcome = self._until_settled(attempt)
         if outcome not in (Outcome.OK, Outcome.UNCHANGED):
             raise self._refuse(outcome, _RESCHEDULE_REFUSALS)
         return self.get_booking(booking_id)

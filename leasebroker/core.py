@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.exceptions
@@ -35,6 +35,10 @@ _UNAVAILABLE_PREFIXES = ("NOREPLICAS", "MASTERDOWN")
 def _is_unavailable(exc: redis.exceptions.RedisError) -> bool:
     return isinstance(exc, _UNAVAILABLE) or str(exc).startswith(_UNAVAILABLE_PREFIXES)
 
+
+# How often an operation reads a record again when it moved between the read and
+# the script (a concurrent reschedule), before it gives up with SLOT_MOVED.
+MOVE_RETRIES = 5
 
 # How often a process re-adds a merchant to the registry the sweeper walks.
 _REGISTRY_REFRESH_S = 60.0
@@ -103,6 +107,16 @@ class BrokerCore:
         if record.get(f"{noun}_id") != public_id.encode():
             raise BrokerError(reason, f"no such {noun}")
         return parsed, key, record
+
+    @staticmethod
+    def _until_settled(attempt: Callable[[], list]) -> Outcome:
+        """Run ``attempt`` (read the record, run the script with the slot key it names)
+        until the script does not answer SLOT_MOVED, at most MOVE_RETRIES times."""
+        for _ in range(MOVE_RETRIES):
+            outcome = Outcome(int(attempt()[0]))
+            if outcome is not Outcome.SLOT_MOVED:
+                break
+        return outcome
 
     def now_ms(self) -> int:
         """Redis's clock, for views that tell a live hold from an expired one."""

@@ -200,20 +200,27 @@ class LeaseOps(BrokerCore):
                 views.append(view)
         return sorted(views, key=lambda v: (v.slot.start_ns, v.created_ms, v.lease_id))
 
+    def _lease_change_keys(self, lease_id: str) -> tuple[list[str], dict[str, bytes]]:
+        """KEYS of release_lease and extend_lease (record, its slot, its client
+        reference, lease index, events), and the record they were read from."""
+        parsed, key, record = self._load(IdKind.LEASE, lease_id)
+        merchant = parsed.merchant_id
+        keys = [
+            key,
+            record["slot"].decode(),
+            record["client_ref"].decode(),
+            self.keys.lease_index(merchant),
+            self.keys.events(merchant),
+        ]
+        return keys, record
+
     def release_lease(self, lease_id: str) -> LeaseView:
         """End a live lease now and free its spot. Releasing a released or expired
         lease changes nothing; a consumed lease raises LEASE_CONSUMED."""
-        parsed, key, record = self._load(IdKind.LEASE, lease_id)
-        merchant = parsed.merchant_id
+        keys, _record = self._lease_change_keys(lease_id)
         reply = self._call(
             "release_lease",
-            [
-                key,
-                record["slot"].decode(),
-                record["client_ref"].decode(),
-                self.keys.lease_index(merchant),
-                self.keys.events(merchant),
-            ],
+            keys,
             [lease_id, self.config.record_retention_ms, self.config.events_maxlen],
         )
         outcome = Outcome(int(reply[0]))
@@ -230,17 +237,10 @@ class LeaseOps(BrokerCore):
         if by_ms <= 0:
             problem = FieldViolation("extension", "must be positive")
             raise BrokerError(Reason.INVALID_FIELD, "the extension must be positive", (problem,))
-        parsed, key, record = self._load(IdKind.LEASE, lease_id)
-        merchant = parsed.merchant_id
+        keys, record = self._lease_change_keys(lease_id)
         reply = self._call(
             "extend_lease",
-            [
-                key,
-                record["slot"].decode(),
-                record["client_ref"].decode(),
-                self.keys.lease_index(merchant),
-                self.keys.events(merchant),
-            ],
+            keys,
             [
                 lease_id,
                 # A target, not an increment: a retried call cannot extend twice.

@@ -20,7 +20,6 @@ from leasebroker.outcomes import Outcome
 
 # Pairs of (field, start) per prune_fences call, and bookings read per pass.
 _BATCH = 500
-_MOVE_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -64,15 +63,14 @@ class PruneOps(BrokerCore):
         index = self.keys.booking_index(merchant_id)
         parsed = parse_public_id(booking_id, IdKind.BOOKING)
         key = self.keys.booking(merchant_id, parsed.token if parsed else "malformed")
-        for _ in range(_MOVE_RETRIES):
+
+        def attempt() -> list:
             # A record that is gone leaves only its index entry; its own (missing) key
             # then also fills the slot position, which the script does not touch.
             slot_key = self._record(key).get("slot", key.encode()).decode()
-            reply = self._call("prune_booking", [index, key, slot_key], [booking_id, cutoff_ms])
-            outcome = Outcome(int(reply[0]))
-            if outcome is not Outcome.SLOT_MOVED:
-                return int(outcome is Outcome.OK)
-        return 0
+            return self._call("prune_booking", [index, key, slot_key], [booking_id, cutoff_ms])
+
+        return int(self._until_settled(attempt) is Outcome.OK)
 
     def _prune_fences(self, merchant_id: str, cutoff_ms: int) -> int:
         fences = self.keys.fences(merchant_id)
