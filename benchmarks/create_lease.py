@@ -23,12 +23,12 @@ import grpc
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
-from leasebroker.broker import LeaseBroker
-from leasebroker.config import BrokerConfig
-from leasebroker.keys import SlotId
-from leasebroker.model import LeaseRequest
-from leasebroker.server import start_server
-from leasebroker.store import connect, embedded_store
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.keys import SlotId
+from leasebroker.core.model import LeaseRequest
+from leasebroker.core.settings import BrokerConfig
+from leasebroker.core.store import connect, embedded_store
+from leasebroker.wire.server import start_server
 
 HOUR_NS = 3600 * 10**9
 

@@ -17,17 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import fakeredis
-
-from leasebroker.broker import LeaseBroker
-from leasebroker.config import BrokerConfig
-from leasebroker.server import start_server
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.settings import BrokerConfig
+from leasebroker.core.store import embedded_store
+from leasebroker.wire.server import start_server
 
 
 def fake_broker(**config: Any) -> LeaseBroker:
     """A broker on a fresh, private fakeredis store; ``config`` as for BrokerConfig."""
-    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), protocol=2)
-    return LeaseBroker(client, BrokerConfig(**config))
+    return LeaseBroker(embedded_store().client, BrokerConfig(**config))
 
 
 @contextmanager

@@ -25,3 +25,30 @@ local function refresh_slot_ttl(slot)
     redis.call('PEXPIREAT', slot, last[2])
   end
 end
+
+-- The capacity rule, the one every script that checks capacity uses. Returns the
+-- slot's capacity and where it comes from: the merchant's inventory lists the slot
+-- (INVENTORY), or the merchant has no inventory and the default applies (DEFAULT),
+-- or the merchant's inventory does not list the slot (UNLISTED, capacity 0).
+local function slot_capacity(inventory, field, default)
+  local listed = redis.call('HGET', inventory, field)
+  if listed then
+    return tonumber(listed), CAPACITY_SOURCE.INVENTORY
+  end
+  if redis.call('EXISTS', inventory) == 1 then
+    return 0, CAPACITY_SOURCE.UNLISTED
+  end
+  return tonumber(default), CAPACITY_SOURCE.DEFAULT
+end
+
+-- Whether a new hold may be placed on the slot at all: a listed slot is offered (at
+-- capacity 0 it is simply full); a default capacity of 0 offers nothing.
+local function is_offered(capacity, source)
+  return source == CAPACITY_SOURCE.INVENTORY or (source == CAPACITY_SOURCE.DEFAULT and capacity > 0)
+end
+
+-- Spots in use: live holds and bookings count; expired holds (score <= now) do not.
+-- Counting writes nothing, so a refusal leaves the store untouched.
+local function spots_taken(slot, now)
+  return redis.call('ZCOUNT', slot, '(' .. now, '+inf')
+end

@@ -19,7 +19,7 @@ local booking = redis.call('HMGET', KEYS[1], 'booking_id', 'status', 'slot', 'sl
 if booking[1] ~= ARGV[1] then
   return {OUTCOME.BOOKING_NOT_FOUND}
 end
-if booking[2] == 'cancelled' then
+if booking[2] == BOOKING_STATUS.CANCELLED then
   return {OUTCOME.UNCHANGED}
 end
 if booking[3] ~= KEYS[2] then
@@ -31,7 +31,7 @@ end
 
 redis.call('ZREM', KEYS[2], ARGV[1])
 refresh_slot_ttl(KEYS[2])
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_ms', now)
+redis.call('HSET', KEYS[1], 'status', BOOKING_STATUS.CANCELLED, 'updated_ms', now)
 emit(KEYS[3], ARGV[2], 'booking.cancelled', {'booking_id', ARGV[1], 'slot', booking[4],
   'lease_id', booking[6], 'fence', booking[7], 'at_ms', now})
 return {OUTCOME.OK}

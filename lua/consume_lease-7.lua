@@ -36,16 +36,16 @@ local expires, fence, booked_as, booked_fp = tonumber(lease[5]), lease[6], lease
 if lease_id ~= ARGV[1] or slot ~= KEYS[2] then
   return {OUTCOME.LEASE_NOT_FOUND}
 end
-if state == 'consumed' then
+if state == LEASE_STATE.CONSUMED then
   if booked_fp == ARGV[3] then
     return {OUTCOME.BOOKING_REPLAYED, booked_as, tonumber(fence)}
   end
   return {OUTCOME.LEASE_CONSUMED, booked_as}
 end
-if state == 'released' then
+if state == LEASE_STATE.RELEASED then
   return {OUTCOME.LEASE_RELEASED}
 end
-if state ~= 'held' or expires <= now then
+if state ~= LEASE_STATE.HELD or expires <= now then
   return {OUTCOME.LEASE_EXPIRED}
 end
 if ARGV[6] ~= '' and ARGV[6] ~= fence then
@@ -55,15 +55,9 @@ end
 -- Capacity may have been lowered since the lease was granted. A slot dropped from
 -- the inventory keeps honouring leases already made, so only a listed capacity
 -- (or the default, for merchants without inventory) is checked.
-local capacity = redis.call('HGET', KEYS[3], field)
-if not capacity and redis.call('EXISTS', KEYS[3]) == 0 then
-  capacity = ARGV[5]
-end
-if capacity then
-  capacity = tonumber(capacity)
-  if redis.call('ZCOUNT', KEYS[2], '+inf', '+inf') >= capacity then
-    return {OUTCOME.SLOT_FULL, capacity}
-  end
+local capacity, source = slot_capacity(KEYS[3], field, ARGV[5])
+if source ~= CAPACITY_SOURCE.UNLISTED and redis.call('ZCOUNT', KEYS[2], '+inf', '+inf') >= capacity then
+  return {OUTCOME.SLOT_FULL, capacity}
 end
 
 -- The booking record is the first write, and one that grows memory: under
@@ -71,8 +65,8 @@ end
 local booking_id = ARGV[2]
 local start_ms = lease[9]
 redis.call('HSET', KEYS[4],
-  'booking_id', booking_id, 'lease_id', lease_id, 'status', 'confirmed', 'slot', KEYS[2],
-  'slot_field', field, 'start_ms', start_ms, 'start_ns', ARGV[9], 'duration_ns', ARGV[10],
+  'booking_id', booking_id, 'lease_id', lease_id, 'status', BOOKING_STATUS.CONFIRMED,
+  'slot', KEYS[2], 'slot_field', field, 'start_ms', start_ms, 'start_ns', ARGV[9], 'duration_ns', ARGV[10],
   'fence', fence, 'fp', ARGV[3], 'created_ms', now, 'updated_ms', now, 'data', ARGV[4])
 redis.call('ZADD', KEYS[5], start_ms, booking_id)
 
@@ -80,7 +74,7 @@ redis.call('ZREM', KEYS[2], lease_id)
 redis.call('ZADD', KEYS[2], '+inf', booking_id)
 refresh_slot_ttl(KEYS[2])
 
-redis.call('HSET', KEYS[1], 'state', 'consumed', 'booking_id', booking_id,
+redis.call('HSET', KEYS[1], 'state', LEASE_STATE.CONSUMED, 'booking_id', booking_id,
   'booking_fp', ARGV[3], 'ended_ms', now)
 -- Kept as long as the lease's client-reference entry can still replay this lease id
 -- (until its original expiry), plus the retention: a replayed id must stay bookable.

@@ -56,21 +56,11 @@ if ARGV[6] ~= '' then
 end
 expires = math.min(expires, start)
 
-local capacity = redis.call('HGET', KEYS[2], ARGV[3])
-if capacity then
-  capacity = tonumber(capacity)
-elseif redis.call('EXISTS', KEYS[2]) == 1 then
+local capacity, source = slot_capacity(KEYS[2], ARGV[3], ARGV[4])
+if not is_offered(capacity, source) then
   return {OUTCOME.SLOT_NOT_OFFERED}
-else
-  capacity = tonumber(ARGV[4])
-  if capacity <= 0 then
-    return {OUTCOME.SLOT_NOT_OFFERED}
-  end
 end
-
--- Live holds and bookings count; expired holds (score <= now) do not. Counting
--- writes nothing, so a refusal leaves the store untouched.
-if redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf') >= capacity then
+if spots_taken(KEYS[1], now) >= capacity then
   return {OUTCOME.SLOT_FULL, capacity}
 end
 
@@ -83,7 +73,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 refresh_slot_ttl(KEYS[1])
 
 redis.call('HSET', KEYS[4],
-  'lease_id', lease_id, 'state', 'held', 'slot', KEYS[1], 'slot_field', ARGV[3],
+  'lease_id', lease_id, 'state', LEASE_STATE.HELD, 'slot', KEYS[1], 'slot_field', ARGV[3],
   'client_ref', KEYS[3], 'fp', ARGV[2], 'fence', fence,
   'start_ms', start, 'created_ms', now, 'expires_ms', expires, 'data', ARGV[9])
 redis.call('PEXPIREAT', KEYS[4], expires + tonumber(ARGV[10]))

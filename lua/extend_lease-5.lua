@@ -30,14 +30,14 @@ local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_fi
 if lease[1] ~= ARGV[1] or lease[3] ~= KEYS[2] then
   return {OUTCOME.LEASE_NOT_FOUND}
 end
-if lease[2] == 'consumed' then
+if lease[2] == LEASE_STATE.CONSUMED then
   return {OUTCOME.LEASE_CONSUMED, lease[7]}
 end
-if lease[2] == 'released' then
+if lease[2] == LEASE_STATE.RELEASED then
   return {OUTCOME.LEASE_RELEASED}
 end
 local expires = tonumber(lease[5])
-if lease[2] ~= 'held' or expires <= now then
+if lease[2] ~= LEASE_STATE.HELD or expires <= now then
   return {OUTCOME.LEASE_EXPIRED}
 end
 if ARGV[4] ~= '' and ARGV[4] ~= lease[8] then

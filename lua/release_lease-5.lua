@@ -21,10 +21,10 @@ local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_fi
 if lease[1] ~= ARGV[1] or lease[3] ~= KEYS[2] then
   return {OUTCOME.LEASE_NOT_FOUND}
 end
-if lease[2] == 'consumed' then
+if lease[2] == LEASE_STATE.CONSUMED then
   return {OUTCOME.LEASE_CONSUMED, lease[7]}
 end
-if lease[2] ~= 'held' or tonumber(lease[5]) <= now then
+if lease[2] ~= LEASE_STATE.HELD or tonumber(lease[5]) <= now then
   return {OUTCOME.UNCHANGED}
 end
 
@@ -34,7 +34,7 @@ if lease[6] == KEYS[3] and redis.call('HGET', KEYS[3], 'lease') == ARGV[1] then
   redis.call('DEL', KEYS[3])
 end
 redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('HSET', KEYS[1], 'state', 'released', 'ended_ms', now)
+redis.call('HSET', KEYS[1], 'state', LEASE_STATE.RELEASED, 'ended_ms', now)
 redis.call('PEXPIREAT', KEYS[1], now + tonumber(ARGV[2]))
 emit(KEYS[5], ARGV[3], 'lease.released', {'lease_id', ARGV[1], 'slot', lease[4],
   'fence', lease[8], 'at_ms', now})

@@ -33,7 +33,7 @@ local booking = redis.call('HMGET', KEYS[1], 'booking_id', 'status', 'slot', 'sl
 if booking[1] ~= ARGV[1] then
   return {OUTCOME.BOOKING_NOT_FOUND}
 end
-if booking[2] == 'cancelled' then
+if booking[2] == BOOKING_STATUS.CANCELLED then
   return {OUTCOME.BOOKING_CANCELLED}
 end
 if booking[3] ~= KEYS[2] then
@@ -51,19 +51,11 @@ if tonumber(ARGV[3]) <= now then
   return {OUTCOME.START_TIME_PASSED, now}
 end
 
-local capacity = redis.call('HGET', KEYS[4], ARGV[2])
-if capacity then
-  capacity = tonumber(capacity)
-elseif redis.call('EXISTS', KEYS[4]) == 1 then
+local capacity, source = slot_capacity(KEYS[4], ARGV[2], ARGV[6])
+if not is_offered(capacity, source) then
   return {OUTCOME.SLOT_NOT_OFFERED}
-else
-  capacity = tonumber(ARGV[6])
-  if capacity <= 0 then
-    return {OUTCOME.SLOT_NOT_OFFERED}
-  end
 end
--- Live holds and bookings count; expired holds (score <= now) do not.
-if redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf') >= capacity then
+if spots_taken(KEYS[3], now) >= capacity then
   return {OUTCOME.SLOT_FULL, capacity}
 end
 

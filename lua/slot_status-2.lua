@@ -11,15 +11,7 @@
 --   'unlisted' (the merchant has inventory and this slot is not in it).
 
 local now = now_ms()
-local capacity = redis.call('HGET', KEYS[2], ARGV[1])
-local source = 'inventory'
-if not capacity then
-  if redis.call('EXISTS', KEYS[2]) == 1 then
-    capacity, source = 0, 'unlisted'
-  else
-    capacity, source = ARGV[2], 'default'
-  end
-end
+local capacity, source = slot_capacity(KEYS[2], ARGV[1], ARGV[2])
 local holds = redis.call('ZCOUNT', KEYS[1], '(' .. now, '(+inf')
 local bookings = redis.call('ZCOUNT', KEYS[1], '+inf', '+inf')
-return {OUTCOME.OK, tonumber(capacity), source, holds, bookings, now}
+return {OUTCOME.OK, capacity, source, holds, bookings, now}

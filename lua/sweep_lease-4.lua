@@ -22,7 +22,7 @@ if not indexed then
 end
 local lease = redis.call('HMGET', KEYS[2], 'lease_id', 'state', 'slot', 'slot_field',
   'expires_ms', 'fence')
-if lease[1] ~= ARGV[1] or lease[2] ~= 'held' then
+if lease[1] ~= ARGV[1] or lease[2] ~= LEASE_STATE.HELD then
   -- Record gone (retention passed) or ended another way: only the index entry is left.
   redis.call('ZREM', KEYS[1], ARGV[1])
   return {OUTCOME.NOT_DUE}
@@ -39,7 +39,7 @@ end
 redis.call('ZREM', KEYS[3], ARGV[1])
 refresh_slot_ttl(KEYS[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'state', 'expired', 'ended_ms', now)
+redis.call('HSET', KEYS[2], 'state', LEASE_STATE.EXPIRED, 'ended_ms', now)
 emit(KEYS[4], ARGV[2], 'lease.expired', {'lease_id', ARGV[1], 'slot', lease[4],
   'fence', lease[6], 'expires_ms', expires, 'at_ms', now})
 return {OUTCOME.OK}

@@ -18,9 +18,9 @@ import pytest
 import redis
 
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
-from leasebroker.broker import LeaseBroker
-from leasebroker.config import BrokerConfig
-from leasebroker.server import start_server
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.settings import BrokerConfig
+from leasebroker.wire.server import start_server
 
 REAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 BACKENDS = ["fake", "real"]

@@ -31,8 +31,8 @@ START_S = (int(time.time()) // 3600 + 24) * 3600
 START_NS = START_S * NS_PER_S
 DURATION_S = 1800
 
-# `python -m leasebroker.cli` would not call main(); this is what the console script does.
-CLI = [sys.executable, "-c", "import sys; from leasebroker.cli import main; sys.exit(main())"]
+# What the console script runs, without needing it on PATH.
+CLI = [sys.executable, "-m", "leasebroker"]
 # The BookingService's line, not the admin service's ("admin listening on ...").
 LISTENING_RE = re.compile(r"(?<!admin )listening on (?P<host>\S+):(?P<port>\d+)")
 STARTUP_TIMEOUT_S = 30.0

@@ -26,11 +26,11 @@ from grpc_status import rpc_status
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
-from leasebroker.broker import LeaseBroker
-from leasebroker.config import BrokerConfig
-from leasebroker.errors import BrokerError
-from leasebroker.keys import SlotId
-from leasebroker.model import BookingRequest, LeaseRequest
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.errors import BrokerError
+from leasebroker.core.keys import SlotId
+from leasebroker.core.model import BookingRequest, LeaseRequest
+from leasebroker.core.settings import BrokerConfig
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -263,7 +263,7 @@ def consume_in_process(
     """One racing process: its own Redis client, broker and gRPC server; books each lease
     with client ``name`` right after the barrier; reports (lease id, booking id or
     (code name, reason)) per lease."""
-    from leasebroker.server import start_server
+    from leasebroker.wire.server import start_server
 
     client, broker = process_broker(prefix)
     running = start_server(broker, "127.0.0.1", 0, workers=4)
@@ -289,7 +289,7 @@ def consume_in_process(
 def sweep_in_process(prefix: str, rounds: int, barrier: Any, results: Any) -> None:
     """One sweeping process: after the barrier, ``rounds`` sweep passes; reports the total
     it marked expired."""
-    from leasebroker.sweeper import sweep_once
+    from leasebroker.core.sweeper import sweep_once
 
     client, broker = process_broker(prefix)
     total = 0

@@ -26,12 +26,11 @@ from leasebroker.api.v0 import booking_service_pb2 as v0
 from leasebroker.api.v0 import booking_service_pb2_grpc as v0_grpc
 from leasebroker.api.v1 import admin_pb2 as pb
 from leasebroker.api.v1 import admin_pb2_grpc as pb_grpc
-from leasebroker.broker import LeaseBroker
-from leasebroker.errors import BrokerError, Reason
-from leasebroker.feed import InventorySlot
-from leasebroker.keys import IdKind, SlotId, make_public_id, new_token
-from leasebroker.model import BookingRequest, Lease, LeaseRequest
-from leasebroker.server import start_admin_server, start_server
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.keys import IdKind, SlotId, make_public_id, new_token
+from leasebroker.core.model import BookingRequest, InventorySlot, Lease, LeaseRequest
+from leasebroker.wire.server import start_admin_server, start_server
 
 NS_PER_MS = 1_000_000
 MINUTE_MS = 60_000

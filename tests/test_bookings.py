@@ -37,9 +37,9 @@ from lifecycle_helpers import (
 )
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
-from leasebroker.errors import Reason
-from leasebroker.feed import InventorySlot
-from leasebroker.keys import IdKind, parse_public_id
+from leasebroker.core.errors import Reason
+from leasebroker.core.keys import IdKind, parse_public_id
+from leasebroker.core.model import InventorySlot
 
 # PaymentInformation's fields are unverified (api-v0.md 2.13), so the proto declares none:
 # everything a client sends is unknown fields, and must come back byte for byte.

@@ -19,7 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers import CLI, DURATION_S, START_S, ServeProcess, clean_env, run_cli
 
-from leasebroker.cli import build_parser, main
+from leasebroker.cli.parser import build_parser, main
 
 START = datetime.fromtimestamp(START_S, tz=timezone.utc)
 START_Z = START.strftime("%Y-%m-%dT%H:%M:%SZ")

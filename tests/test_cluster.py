@@ -16,13 +16,13 @@ import pytest
 import redis_servers
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
-from leasebroker.broker import LeaseBroker
-from leasebroker.config import BrokerConfig
-from leasebroker.errors import BrokerError, Reason
-from leasebroker.keys import SlotId
-from leasebroker.model import BookingRequest, LeaseRequest
-from leasebroker.store import check_server, connect
-from leasebroker.sweeper import sweep_once
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.keys import SlotId
+from leasebroker.core.model import BookingRequest, LeaseRequest
+from leasebroker.core.settings import BrokerConfig
+from leasebroker.core.store import check_server, connect
+from leasebroker.core.sweeper import sweep_once
 
 NODES = 3
 HOUR_NS = 3600 * 10**9

@@ -7,9 +7,9 @@ import json
 import pytest
 from lifecycle_helpers import lease_request, refusal, slot
 
-from leasebroker.cli import main
-from leasebroker.errors import Reason
-from leasebroker.feed import InventorySlot
+from leasebroker.cli.parser import main
+from leasebroker.core.errors import Reason
+from leasebroker.core.model import InventorySlot
 
 
 def test_an_empty_inventory_offers_nothing(make_broker):

@@ -1,7 +1,7 @@
 """The merchant event stream and the expiry sweeper, on fakeredis and the real Redis.
 
 Events are read with XRANGE from ``broker.keys.events(merchant)``; their ``at_ms`` is
-Redis's clock. The sweeper (``leasebroker.sweeper.sweep_once``) reports each expiry
+Redis's clock. The sweeper (``leasebroker.core.sweeper.sweep_once``) reports each expiry
 exactly once however many callers run it, and correctness never depends on it.
 """
 
@@ -28,9 +28,9 @@ from lifecycle_helpers import (
 )
 from processes import race_in_processes
 
-from leasebroker.errors import Reason
-from leasebroker.feed import InventorySlot
-from leasebroker.sweeper import SweeperThread, sweep_once
+from leasebroker.core.errors import Reason
+from leasebroker.core.model import InventorySlot
+from leasebroker.core.sweeper import SweeperThread, sweep_once
 
 NS_PER_S = 1_000_000_000
 SHORT = {"default_hold_ms": 150, "max_hold_ms": 60_000}

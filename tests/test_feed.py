@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from leasebroker.broker import LeaseBroker
-from leasebroker.cli import main
-from leasebroker.config import BrokerConfig
-from leasebroker.errors import BrokerError, Reason
-from leasebroker.feed import FeedError, InventorySlot, parse_feed, read_feed
-from leasebroker.keys import SlotId
-from leasebroker.model import LeaseRequest
+from leasebroker.cli.parser import main
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.keys import SlotId
+from leasebroker.core.model import InventorySlot, LeaseRequest
+from leasebroker.core.settings import BrokerConfig
+from leasebroker.wire.feed import FeedError, parse_feed, read_feed
 
 NS_PER_S = 1_000_000_000
 REAL_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -27,11 +27,11 @@ from helpers import (
 )
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
-from leasebroker.broker import LeaseBroker
-from leasebroker.config import BrokerConfig
-from leasebroker.feed import InventorySlot
-from leasebroker.keys import SlotId
-from leasebroker.server import start_server
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.keys import SlotId
+from leasebroker.core.model import InventorySlot
+from leasebroker.core.settings import BrokerConfig
+from leasebroker.wire.server import start_server
 
 NS_PER_MS = 1_000_000
 MINUTE_MS = 60_000

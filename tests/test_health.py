@@ -6,8 +6,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from leasebroker.errors import BrokerError, Reason
-from leasebroker.server import SERVICE_NAME, start_server, store_health_check
+from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.wire.server import SERVICE_NAME, start_server, store_health_check
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -12,9 +12,8 @@ from urllib.parse import unquote
 import pytest
 from redis.crc import key_slot
 
-from leasebroker.errors import BrokerError
-from leasebroker.feed import InventorySlot
-from leasebroker.keys import (
+from leasebroker.core.errors import BrokerError
+from leasebroker.core.keys import (
     IdKind,
     KeyBuilder,
     SlotId,
@@ -25,8 +24,8 @@ from leasebroker.keys import (
     new_token,
     parse_public_id,
 )
-from leasebroker.model import LeaseRequest
-from leasebroker.scripts import BoundScript
+from leasebroker.core.model import InventorySlot, LeaseRequest
+from leasebroker.core.scripts import BoundScript
 
 NS_PER_S = 1_000_000_000
 

@@ -41,9 +41,9 @@ from lifecycle_helpers import (
 from processes import race_in_processes
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
-from leasebroker.errors import BrokerError, Reason
-from leasebroker.grpc_errors import STATUS_FOR_REASON
-from leasebroker.sweeper import sweep_once
+from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.sweeper import sweep_once
+from leasebroker.wire.errors import STATUS_FOR_REASON
 
 NS_PER_S = 1_000_000_000
 

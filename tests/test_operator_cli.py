@@ -32,13 +32,13 @@ import redis
 from conftest import REAL_REDIS_URL
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
-from leasebroker.broker import LeaseBroker
-from leasebroker.cli import main
-from leasebroker.errors import BrokerError, Reason
-from leasebroker.feed import InventorySlot
-from leasebroker.keys import KeyBuilder, SlotId, format_span
-from leasebroker.model import NS_PER_MS, BookingRequest, Lease, LeaseRequest
-from leasebroker.operator_cli import glob_escape
+from leasebroker.cli.parser import main
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.inspection import glob_escape
+from leasebroker.core.keys import KeyBuilder, SlotId, format_span
+from leasebroker.core.model import BookingRequest, InventorySlot, Lease, LeaseRequest
+from leasebroker.core.units import NS_PER_MS
 
 NS_PER_S = 1_000_000_000
 HOUR_NS = 3600 * NS_PER_S
@@ -953,7 +953,7 @@ def test_inventory_set_of_an_invalid_slot_is_refused(run, start_ns):
     result = run(*argv, "--duration", "30m", "--capacity", "1")
     assert result.code == 1
     assert result.err.startswith("leasebroker: INVALID_FIELD: ")
-    assert "slot.service_id: is required" in result.err
+    assert "--service: is required" in result.err
 
 
 # --- usage errors, unreachable store ----------------------------------------------------

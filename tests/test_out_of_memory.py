@@ -15,10 +15,10 @@ import redis
 import redis_servers
 from lifecycle_helpers import booking_request, lease_request, refusal, slot
 
-from leasebroker.broker import LeaseBroker
-from leasebroker.config import BrokerConfig
-from leasebroker.errors import Reason
-from leasebroker.feed import InventorySlot
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.errors import Reason
+from leasebroker.core.model import InventorySlot
+from leasebroker.core.settings import BrokerConfig
 
 FILLER = "filler"
 CHUNK = b"x" * 64 * 1024

@@ -15,8 +15,8 @@ from lifecycle_helpers import (
     slot,
 )
 
-from leasebroker.cli import main
-from leasebroker.errors import Reason
+from leasebroker.cli.parser import main
+from leasebroker.core.errors import Reason
 
 SOON_MS = 300
 

@@ -17,8 +17,8 @@ from lifecycle_helpers import (
 )
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
-from leasebroker.errors import Reason
-from leasebroker.outcomes import Outcome
+from leasebroker.core.errors import Reason
+from leasebroker.core.outcomes import Outcome
 
 
 def book(broker, s, ref="ref-1"):
@@ -85,8 +85,8 @@ def test_a_record_that_keeps_moving_is_a_conflict(broker, monkeypatch, operation
 
 
 def test_conflict_is_aborted_on_the_wire():
-    from leasebroker.errors import BrokerError
-    from leasebroker.grpc_errors import to_status
+    from leasebroker.core.errors import BrokerError
+    from leasebroker.wire.errors import to_status
 
     status = to_status(BrokerError(Reason.CONFLICT, "moved"))
     assert status.code is grpc.StatusCode.ABORTED

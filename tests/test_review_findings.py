@@ -31,15 +31,14 @@ from lifecycle_helpers import (
 )
 from redis.crc import key_slot
 
-from leasebroker.broker import LeaseBroker
-from leasebroker.config import BrokerConfig
-from leasebroker.errors import BrokerError, Reason
-from leasebroker.feed import InventorySlot
-from leasebroker.keys import SlotId
-from leasebroker.model import BookingRequest, LeaseRequest
-from leasebroker.pruning import PruneReport
-from leasebroker.scripts import BoundScript, load_sources
-from leasebroker.store import connect
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.keys import SlotId
+from leasebroker.core.model import BookingRequest, InventorySlot, LeaseRequest
+from leasebroker.core.pruning import PruneReport
+from leasebroker.core.scripts import BoundScript, load_sources
+from leasebroker.core.settings import BrokerConfig
+from leasebroker.core.store import connect
 
 NS_PER_MS = 1_000_000
 REAL_URL = "redis://127.0.0.1:6379/0"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from leasebroker.keys import SlotId
-from leasebroker.model import LeaseRequest
+from leasebroker.core.keys import SlotId
+from leasebroker.core.model import LeaseRequest
 
 HOUR_NS = 3600 * 10**9
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from leasebroker import scripts as scripts_module
-from leasebroker.keys import SlotId
-from leasebroker.model import LeaseRequest
-from leasebroker.outcomes import Outcome, lua_table
-from leasebroker.scripts import BoundScript, Scripts, load_sources
+from leasebroker.core import scripts as scripts_module
+from leasebroker.core.keys import SlotId
+from leasebroker.core.model import LeaseRequest
+from leasebroker.core.outcomes import Outcome, lua_table
+from leasebroker.core.scripts import BoundScript, Scripts, load_sources
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 NAME_RE = re.compile(r"^(?P<name>[a-z_]+)-(?P<keys>\d+)\.lua$")

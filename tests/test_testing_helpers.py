@@ -9,9 +9,9 @@ import grpc
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
-from leasebroker.errors import BrokerError, Reason
-from leasebroker.keys import SlotId
-from leasebroker.model import LeaseRequest
+from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.keys import SlotId
+from leasebroker.core.model import LeaseRequest
 from leasebroker.testing import fake_broker, serving
 
 HOUR_NS = 3600 * 10**9

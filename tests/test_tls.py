@@ -15,8 +15,8 @@ from helpers import ServeProcess, run_cli
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
-from leasebroker.server import start_server
-from leasebroker.tls import ServerTls
+from leasebroker.wire.server import start_server
+from leasebroker.wire.tls import ServerTls
 
 HOUR_NS = 3600 * 10**9
 

@@ -1,0 +1,83 @@
+"""What every ``leasebroker`` command shares: exit codes, the error that carries one,
+the broker settings named by the options, and opening the store.
+
+Exit codes: 0 success; 1 the broker refused the request; 2 bad usage or input;
+3 the broker or its store could not be reached; 4 no such lease or booking.
+README.md ("Exit codes") is where operators read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from typing import Any
+
+from leasebroker.core.settings import BrokerConfig
+from leasebroker.core.store import Store, StoreError, embedded_store, open_redis
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_NOT_FOUND = 4
+
+log = logging.getLogger("leasebroker")
+
+
+class CliError(Exception):
+    """A failure to report on stderr with an exit code, without a traceback."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# The options that name BrokerConfig fields (``--default-hold`` -> default_hold_ms).
+CONFIG_OPTIONS = {
+    "default_capacity": "default_capacity",
+    "default_hold": "default_hold_ms",
+    "max_hold": "max_hold_ms",
+    "record_retention": "record_retention_ms",
+    "key_prefix": "key_prefix",
+}
+
+
+def config_from_args(args: argparse.Namespace) -> BrokerConfig:
+    """The broker config named by the options (BrokerConfig's defaults for the rest);
+    CliError for an inconsistent one."""
+    given = {
+        field: getattr(args, option)
+        for option, field in CONFIG_OPTIONS.items()
+        if getattr(args, option, None) is not None
+    }
+    try:
+        return BrokerConfig(**given)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+
+
+def config_default(field: str) -> Any:
+    """BrokerConfig's default for ``field``: the one source of the CLI's defaults."""
+    return {f.name: f.default for f in dataclasses.fields(BrokerConfig)}[field]
+
+
+def open_store(args: argparse.Namespace, pool_size: int) -> Store:
+    """Connect to --redis-url (checked and sanity-checked) or start the embedded store."""
+    if not args.redis_url:
+        return embedded_store()
+    try:
+        store, warnings = open_redis(
+            args.redis_url, pool_size=pool_size, cluster=args.redis_cluster
+        )
+    except StoreError as exc:
+        raise CliError(str(exc), EXIT_UNREACHABLE if exc.unreachable else EXIT_USAGE) from exc
+    for warning in warnings:
+        log.warning("%s", warning)
+    return store
+
+
+def unreachable(what: str, exc: Exception) -> CliError:
+    return CliError(f"cannot reach {what}: {exc}", EXIT_UNREACHABLE)
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))

@@ -1,0 +1,48 @@
+"""``leasebroker events``: print a merchant's event stream, and follow it."""
+
+from __future__ import annotations
+
+from leasebroker.cli.common import EXIT_OK, EXIT_USAGE, CliError
+from leasebroker.cli.session import Session
+from leasebroker.cli.tables import event_json, event_line, json_line
+from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.inspection import StreamEvent
+
+# XREAD BLOCK must return well within the store's socket timeout (5 s); Ctrl-C
+# interrupts the wait at once anyway.
+FOLLOW_BLOCK_MS = 1_000
+FOLLOW_BATCH = 100
+
+
+def events(session: Session) -> int:
+    args, broker = session.args, session.broker
+    try:
+        history = broker.events(args.merchant, args.since, args.count)
+    except BrokerError as exc:
+        if exc.reason is not Reason.INVALID_FIELD:
+            raise
+        raise CliError(f"--since {args.since}: {exc.message}", EXIT_USAGE) from exc
+    for event in history:
+        _print_event(session, event)
+    if not args.follow:
+        return EXIT_OK
+    if history:
+        cursor = history[-1].entry_id
+    elif args.since:
+        cursor = args.since
+    else:
+        cursor = broker.last_event_id(args.merchant)
+    try:
+        while True:
+            for event in broker.wait_events(args.merchant, cursor, FOLLOW_BLOCK_MS, FOLLOW_BATCH):
+                _print_event(session, event)
+                cursor = event.entry_id
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _print_event(session: Session, event: StreamEvent) -> None:
+    if session.args.json:
+        print(json_line(event_json(event)), flush=True)
+    else:
+        print(event_line(event), flush=True)

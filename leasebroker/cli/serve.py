@@ -1,0 +1,152 @@
+"""What ``leasebroker serve`` and ``leasebroker inventory load`` do, after option parsing."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from leasebroker.cli.common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    CliError,
+    config_from_args,
+    open_store,
+    unreachable,
+)
+from leasebroker.core.background import Periodic
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.sweeper import SweeperThread
+from leasebroker.wire.feed import FeedError, read_feed
+from leasebroker.wire.server import (
+    ADMIN_WORKERS,
+    RunningServer,
+    StopSignals,
+    serve_until_signalled,
+    start_admin_server,
+    start_server,
+    store_health_check,
+)
+from leasebroker.wire.tls import ServerTls, TlsError
+
+log = logging.getLogger("leasebroker")
+
+# How often serve checks that Redis answers (and reports it through grpc.health.v1).
+HEALTH_INTERVAL_S = 2.0
+
+
+def _load_feed(broker: LeaseBroker, path: str, *, complete: bool = False) -> int:
+    """Replace each merchant's inventory with its slots in the feed; returns the slot count.
+
+    ``complete``: the feed lists every merchant, so any other merchant the broker
+    knows is left offering nothing.
+    """
+    try:
+        inventories = read_feed(path)
+    except FeedError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    try:
+        if complete:
+            total, withdrawn = broker.replace_all_inventories(inventories)
+            for merchant_id in withdrawn:
+                log.info(
+                    "merchant %r is not in the complete feed: it offers nothing now", merchant_id
+                )
+        else:
+            total = sum(broker.replace_inventory(m, s) for m, s in inventories.items())
+    except BrokerError as exc:
+        if exc.reason is Reason.STORE_UNAVAILABLE:
+            raise unreachable("the lease store", exc) from exc
+        code = EXIT_USAGE if exc.reason is Reason.INVALID_FIELD else EXIT_REFUSED
+        raise CliError(f"{path}: {exc}", code) from exc
+    log.info("loaded %d slots for %d merchants from %s", total, len(inventories), path)
+    return total
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    signals = StopSignals()  # before anything can announce readiness
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1", EXIT_USAGE)
+    admin_enabled = args.admin_port >= 0
+    if admin_enabled and args.admin_port == args.port != 0:
+        raise CliError("--admin-port must differ from --port", EXIT_USAGE)
+    config = config_from_args(args)
+    try:
+        tls = ServerTls.from_options(args.tls_cert, args.tls_key, args.tls_client_ca)
+        if tls is not None:
+            tls.credentials()  # read the files now: a bad one is a usage error, not a crash
+    except TlsError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    # One connection per handler thread, plus a few spare, so bursts never wait on the pool.
+    admin_workers = ADMIN_WORKERS if admin_enabled else 0
+    store = open_store(args, pool_size=args.workers + admin_workers + 4)
+    broker = LeaseBroker(store.client, config)
+    if args.inventory:
+        _load_feed(broker, args.inventory)
+    try:
+        running = start_server(broker, args.host, args.port, args.workers, tls)
+    except (OSError, RuntimeError) as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}", EXIT_USAGE) from exc
+    admin: list[RunningServer] = []
+    if admin_enabled:
+        try:
+            admin.append(start_admin_server(broker, args.admin_host, args.admin_port))
+        except (OSError, RuntimeError) as exc:
+            running.stop(grace=None)
+            where = f"{args.admin_host}:{args.admin_port}"
+            raise CliError(f"cannot listen on {where} (admin): {exc}", EXIT_USAGE) from exc
+    if store.embedded:
+        log.warning("no --redis-url given: using the %s", store.description)
+    else:
+        log.info("using %s", store.description)
+    log.info(
+        "default capacity %d, default hold %d ms, max hold %d ms, key prefix %r",
+        config.default_capacity,
+        config.default_hold_ms,
+        config.max_hold_ms,
+        config.key_prefix,
+    )
+    log.info(
+        "listening on %s:%d (%s)",
+        args.host,
+        running.port,
+        "plaintext" if tls is None else "mutual TLS" if tls.client_ca else "TLS",
+    )
+    for each in admin:
+        log.info("admin listening on %s:%d", args.admin_host, each.port)
+    background = [
+        Periodic("store-health", store_health_check(broker, [running, *admin]), HEALTH_INTERVAL_S)
+    ]
+    if args.sweep_interval > 0:
+        background.append(SweeperThread(broker, interval_s=args.sweep_interval / 1000))
+    for thread in background:
+        thread.start()
+    try:
+        serve_until_signalled(signals, running, *admin)
+    finally:
+        for thread in background:
+            thread.stop()
+    return EXIT_OK
+
+
+def load_inventory(args: argparse.Namespace) -> int:
+    logging.basicConfig(level="INFO", format="%(message)s")
+    if not args.redis_url:
+        raise CliError(
+            "inventory load needs --redis-url (or LEASEBROKER_REDIS_URL); the embedded store "
+            "lives inside one serve process: use `leasebroker serve --inventory FEED.json`",
+            EXIT_USAGE,
+        )
+    config = config_from_args(args)
+    # Parse before connecting: a bad feed is reported without touching the store.
+    try:
+        read_feed(args.feed)
+    except FeedError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    store = open_store(args, pool_size=2)
+    _load_feed(LeaseBroker(store.client, config), args.feed, complete=args.complete)
+    return EXIT_OK

@@ -1,0 +1,170 @@
+"""What every broker operation shares: the client, keys, scripts and error handling."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import redis.exceptions
+
+from leasebroker.core.errors import BrokerError, FieldViolation, Reason
+from leasebroker.core.keys import IdKind, KeyBuilder, ParsedId, SlotId, parse_public_id
+from leasebroker.core.outcomes import Outcome
+from leasebroker.core.scripts import Scripts
+from leasebroker.core.settings import BrokerConfig
+from leasebroker.core.validation import merchant_violations, raise_if_invalid, slot_violations
+
+log = logging.getLogger(__name__)
+
+# Redis errors after which nothing was written, or the write is safe to retry:
+# every script is atomic and every mutation is idempotent by its reference.
+_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,  # a replica after failover, before clients move on
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.OutOfMemoryError,  # maxmemory reached under noeviction: retry later
+)
+# Refusals Redis sends as plain error replies that also mean "try again later".
+_UNAVAILABLE_PREFIXES = ("NOREPLICAS", "MASTERDOWN")
+
+
+def _is_unavailable(exc: redis.exceptions.RedisError) -> bool:
+    return isinstance(exc, _UNAVAILABLE) or str(exc).startswith(_UNAVAILABLE_PREFIXES)
+
+
+# How often an operation reads a record again when it moved between the read and
+# the script (a concurrent reschedule), before it gives up with SLOT_MOVED.
+MOVE_RETRIES = 5
+
+# How often a process re-adds a merchant to the registry the sweeper walks.
+_REGISTRY_REFRESH_S = 60.0
+
+# Outcome -> (reason, message) or (reason, message, the request field it is about).
+Refusals = Mapping[Outcome, tuple[Reason, str] | tuple[Reason, str, str]]
+
+
+def _connection_option(client: Any, name: str) -> Any:
+    """An option of the client's connections (single-node and fakeredis clients)."""
+    getter = getattr(client, "get_connection_kwargs", None)
+    return getter().get(name) if callable(getter) else None
+
+
+def unavailable(exc: Exception) -> BrokerError:
+    return BrokerError(Reason.STORE_UNAVAILABLE, "the lease store is unreachable; safe to retry")
+
+
+def store_error(exc: redis.exceptions.RedisError, what: str) -> BrokerError:
+    """A Redis failure as a BrokerError: STORE_UNAVAILABLE when it means "not now"
+    (safe to retry), else INTERNAL (logged with its traceback)."""
+    if _is_unavailable(exc):
+        return unavailable(exc)
+    log.error("Redis call %s failed", what, exc_info=exc)
+    return BrokerError(Reason.INTERNAL, "internal error")
+
+
+class BrokerCore:
+    """A Redis client with the broker's keys and registered scripts."""
+
+    def __init__(self, client: Any, config: BrokerConfig | None = None) -> None:
+        if _connection_option(client, "decode_responses"):
+            raise ValueError("the broker needs a Redis client with decode_responses=False")
+        self.client = client
+        self.config = config or BrokerConfig()
+        self.keys = KeyBuilder(self.config.key_prefix)
+        self.scripts = Scripts(client)
+        self._registered: dict[str, float] = {}
+        self._registry_lock = threading.Lock()
+
+    def _call(self, name: str, keys: Sequence[str], args: Sequence[str | bytes | int]) -> list:
+        """Run one script; store failures become STORE_UNAVAILABLE, anything else INTERNAL."""
+        return self._read(self.scripts[name], keys, args)
+
+    def _read(self, fn: Any, *args: Any) -> Any:
+        """Call Redis: store failures become STORE_UNAVAILABLE, anything else INTERNAL."""
+        try:
+            return fn(*args)
+        except redis.exceptions.RedisError as exc:
+            raise store_error(exc, getattr(fn, "__name__", str(fn))) from exc
+
+    def _record(self, key: str) -> dict[str, bytes]:
+        """A record HASH with text field names (empty when the key does not exist)."""
+        raw = self._read(self.client.hgetall, key)
+        return {k.decode(): v for k, v in raw.items()}
+
+    def _load(self, kind: str, public_id: str) -> tuple[ParsedId, str, dict[str, bytes]]:
+        """The merchant, record key and fields behind a lease or booking id.
+
+        Raises LEASE_NOT_FOUND / BOOKING_NOT_FOUND for a malformed id or no record.
+        """
+        is_lease = kind == IdKind.LEASE
+        noun, reason = (
+            ("lease", Reason.LEASE_NOT_FOUND) if is_lease else ("booking", Reason.BOOKING_NOT_FOUND)
+        )
+        parsed = parse_public_id(public_id, kind)
+        if parsed is None:
+            raise BrokerError(reason, f"no such {noun} (malformed {noun} id)")
+        build = self.keys.lease if is_lease else self.keys.booking
+        key = build(parsed.merchant_id, parsed.token)
+        record = self._record(key)
+        if record.get(f"{noun}_id") != public_id.encode():
+            raise BrokerError(reason, f"no such {noun}")
+        return parsed, key, record
+
+    @staticmethod
+    def _until_settled(attempt: Callable[[], list]) -> Outcome:
+        """Run ``attempt`` (read the record, run the script with the slot key it names)
+        until the script does not answer SLOT_MOVED, at most MOVE_RETRIES times."""
+        for _ in range(MOVE_RETRIES):
+            outcome = Outcome(int(attempt()[0]))
+            if outcome is not Outcome.SLOT_MOVED:
+                break
+        return outcome
+
+    @staticmethod
+    def check_selection(merchant_id: str, slot: SlotId | None = None) -> None:
+        """INVALID_FIELD for a malformed merchant id, or slot, that a read names."""
+        problems = merchant_violations(merchant_id)
+        if slot is not None:
+            problems += [v for v in slot_violations(slot) if v.field != "merchant_id"]
+        raise_if_invalid(problems)
+
+    def now_ms(self) -> int:
+        """Redis's clock, for views that tell a live hold from an expired one."""
+        seconds, micros = self._read(self.client.time)
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    @staticmethod
+    def _refuse(outcome: Outcome, refusals: Refusals) -> BrokerError:
+        if outcome not in refusals:
+            log.error("unexpected script outcome %s", outcome)
+            return BrokerError(Reason.INTERNAL, "internal error")
+        reason, message, *field = refusals[outcome]
+        return BrokerError(reason, message, tuple(FieldViolation(f, message) for f in field))
+
+    def register_merchant(self, merchant_id: str) -> None:
+        """Make sure the expiry sweeper knows this merchant (at most once a minute per process).
+
+        The registry is one SET outside any merchant's hash tag, so scripts cannot
+        write it; a missed entry only delays lease.expired events, never a decision.
+        """
+        now = time.monotonic()
+        with self._registry_lock:
+            if now - self._registered.get(merchant_id, -_REGISTRY_REFRESH_S) < _REGISTRY_REFRESH_S:
+                return
+            self._registered[merchant_id] = now
+        try:
+            self._read(self.client.sadd, self.keys.merchants(), merchant_id)
+        except BrokerError:
+            with self._registry_lock:
+                self._registered.pop(merchant_id, None)
+            raise
+
+    def merchants(self) -> list[str]:
+        """Every merchant the registry knows (those with leases, bookings or inventory)."""
+        members = self._read(self.client.smembers, self.keys.merchants())
+        return sorted(m.decode() for m in members)

@@ -1,0 +1,98 @@
+"""Inventory operations: load a merchant's slots, set one capacity, and see how full slots are."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from leasebroker.core.base import BrokerCore
+from leasebroker.core.errors import FieldViolation
+from leasebroker.core.keys import NOTHING_OFFERED_FIELD, SlotId
+from leasebroker.core.model import CapacitySource, InventorySlot, SlotStatus
+from leasebroker.core.validation import check_capacity, raise_if_invalid, slot_violations
+
+
+class InventoryOps(BrokerCore):
+    """What each merchant offers, and how much of it is taken."""
+
+    def replace_inventory(self, merchant_id: str, slots: Sequence[InventorySlot]) -> int:
+        """Make ``slots`` the merchant's complete inventory, atomically; returns the slot count.
+
+        From then on the merchant offers only these slots: none at all for an empty
+        ``slots`` (it does not fall back to the default capacity). Existing leases
+        and bookings are not touched.
+        """
+        if any(item.slot.merchant_id != merchant_id for item in slots):
+            raise ValueError(f"every slot must belong to merchant {merchant_id!r}")
+        for item in slots:
+            raise_if_invalid(_capacity_violations(item.slot, item.capacity))
+        self.register_merchant(merchant_id)
+        args: list[str | int] = [self.config.events_maxlen, NOTHING_OFFERED_FIELD]
+        for item in slots:
+            args += [item.slot.field(), item.capacity]
+        reply = self._call(
+            "replace_inventory",
+            [self.keys.inventory(merchant_id), self.keys.events(merchant_id)],
+            args,
+        )
+        return int(reply[1])
+
+    def replace_all_inventories(
+        self, inventories: Mapping[str, Sequence[InventorySlot]]
+    ) -> tuple[int, list[str]]:
+        """Load a feed that lists every merchant (a complete feed): each merchant in it
+        gets its slots, and every other merchant the broker knows is left offering
+        nothing. Returns the slot count and the merchants withdrawn."""
+        slots = sum(self.replace_inventory(m, items) for m, items in inventories.items())
+        withdrawn = [m for m in self.merchants() if m not in inventories]
+        for merchant_id in withdrawn:
+            self.replace_inventory(merchant_id, [])
+        return slots, withdrawn
+
+    def set_capacity(self, slot: SlotId, capacity: int) -> int | None:
+        """Set one slot's capacity; returns the previous one (None: it was not listed).
+
+        Lowering it cancels nothing already held or booked. Note that a merchant
+        without inventory gets one by this, which then offers only listed slots.
+        """
+        raise_if_invalid(_capacity_violations(slot, capacity))
+        self.register_merchant(slot.merchant_id)
+        reply = self._call(
+            "set_capacity",
+            [self.keys.inventory(slot.merchant_id), self.keys.events(slot.merchant_id)],
+            [slot.field(), capacity, self.config.events_maxlen],
+        )
+        previous = int(reply[1])
+        return None if previous < 0 else previous
+
+    def get_inventory(self, merchant_id: str) -> list[InventorySlot]:
+        """The merchant's loaded inventory, by start time (empty: it has none)."""
+        self.check_selection(merchant_id)
+        raw = self._read(self.client.hgetall, self.keys.inventory(merchant_id))
+        slots = [
+            InventorySlot(SlotId.from_field(merchant_id, field.decode()), int(capacity))
+            for field, capacity in raw.items()
+            if field.decode() != NOTHING_OFFERED_FIELD
+        ]
+        return sorted(slots, key=lambda s: (s.slot.start_ns, s.slot.field()))
+
+    def slot_status(self, slot: SlotId) -> SlotStatus:
+        """Capacity, live holds, bookings and free spots of one slot, read atomically."""
+        raise_if_invalid(slot_violations(slot))
+        reply = self._call(
+            "slot_status",
+            [self.keys.slot(slot), self.keys.inventory(slot.merchant_id)],
+            [slot.field(), self.config.default_capacity],
+        )
+        return SlotStatus(
+            slot=slot,
+            capacity=int(reply[1]),
+            source=CapacitySource(reply[2].decode()),
+            holds=int(reply[3]),
+            bookings=int(reply[4]),
+        )
+
+
+def _capacity_violations(slot: SlotId, capacity: int) -> list[FieldViolation]:
+    """What is wrong with one slot and its capacity."""
+    problem = check_capacity(capacity)
+    return [*slot_violations(slot), *([problem] if problem else [])]

@@ -1,0 +1,291 @@
+"""Lease operations: create (v0 CreateLease), inspect, list, release, extend."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgpack
+
+from leasebroker.core.base import BrokerCore, Refusals
+from leasebroker.core.errors import BrokerError, FieldViolation, Reason
+from leasebroker.core.keys import IdKind, SlotId, make_public_id, new_token
+from leasebroker.core.model import Lease, LeaseRequest, LeaseState, LeaseView
+from leasebroker.core.outcomes import Outcome
+from leasebroker.core.units import floor_ms
+from leasebroker.core.validation import lease_request_violations, raise_if_invalid
+
+_CREATE_REFUSALS: Refusals = {
+    Outcome.CLIENT_REFERENCE_IN_USE: (
+        Reason.CLIENT_REFERENCE_IN_USE,
+        "client_reference already holds a live lease for a different request",
+    ),
+    Outcome.SLOT_FULL: (Reason.SLOT_FULL, "every spot of this slot is held or booked"),
+    Outcome.SLOT_NOT_OFFERED: (Reason.SLOT_NOT_OFFERED, "this slot is not offered"),
+    Outcome.START_TIME_PASSED: (
+        Reason.START_TIME_PASSED,
+        "the slot's start_time has passed",
+        "start_time",
+    ),
+    Outcome.EXPIRY_NOT_IN_FUTURE: (
+        Reason.EXPIRY_NOT_IN_FUTURE,
+        "lease_expiration_time is not in the future",
+        "requested_expiry",
+    ),
+}
+
+# Refusals shared by every operation on an existing lease.
+LEASE_REFUSALS: Refusals = {
+    Outcome.LEASE_NOT_FOUND: (Reason.LEASE_NOT_FOUND, "no such lease"),
+    Outcome.LEASE_EXPIRED: (Reason.LEASE_EXPIRED, "the lease has expired"),
+    Outcome.LEASE_RELEASED: (Reason.LEASE_RELEASED, "the lease was released"),
+    Outcome.LEASE_CONSUMED: (Reason.LEASE_CONSUMED, "the lease has become a booking"),
+    Outcome.FENCE_MISMATCH: (
+        Reason.FENCING_TOKEN_STALE,
+        "the fencing token given is not this lease's",
+    ),
+}
+
+
+def request_fingerprint(request: LeaseRequest) -> str:
+    """A digest of everything that makes two CreateLease requests "the same request"."""
+    s = request.slot
+    canonical = msgpack.packb(
+        [
+            s.merchant_id, s.service_id, s.start_ns, s.duration_ns, s.staff_id, s.room_id,
+            request.availability_tag, request.client_reference,
+            # As text: a far-future expiry (later shortened) may not fit msgpack's int64.
+            str(request.requested_expiry_ns),
+        ]
+    )  # fmt: skip
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _lease_data(request: LeaseRequest) -> bytes:
+    """The lease as stored in its record (msgpack; Lua keeps it as opaque bytes)."""
+    s = request.slot
+    return msgpack.packb(
+        {
+            "v": 1,
+            "merchant_id": s.merchant_id,
+            "service_id": s.service_id,
+            "start_ns": s.start_ns,
+            "duration_ns": s.duration_ns,
+            "staff_id": s.staff_id,
+            "room_id": s.room_id,
+            "availability_tag": request.availability_tag,
+            "client_reference": request.client_reference,
+        }
+    )
+
+
+def slot_from_data(data: dict[str, Any]) -> SlotId:
+    """The slot a stored lease (or booking) names."""
+    return SlotId(
+        merchant_id=data["merchant_id"],
+        service_id=data["service_id"],
+        start_ns=data["start_ns"],
+        duration_ns=data["duration_ns"],
+        staff_id=data["staff_id"],
+        room_id=data["room_id"],
+    )
+
+
+def _optional_int(value: bytes | None) -> int | None:
+    return None if value is None else int(value)
+
+
+class LeaseOps(BrokerCore):
+    """Creating and managing leases."""
+
+    def create_lease(self, request: LeaseRequest) -> Lease:
+        """Hold one spot of ``request.slot`` until the lease expires.
+
+        Raises :class:`BrokerError`: on a refusal nothing was held; after
+        STORE_UNAVAILABLE retry with the same request, which returns the lease if
+        the first attempt did get through.
+        """
+        raise_if_invalid(lease_request_violations(request))
+        slot = request.slot
+        merchant = slot.merchant_id
+        self.register_merchant(merchant)
+        token = new_token()
+        keys = [
+            self.keys.slot(slot),
+            self.keys.inventory(merchant),
+            self.keys.client_ref(merchant, request.client_reference),
+            self.keys.lease(merchant, token),
+            self.keys.fences(merchant),
+            self.keys.lease_index(merchant),
+            self.keys.events(merchant),
+        ]
+        expiry = request.requested_expiry_ns
+        args = [
+            make_public_id(IdKind.LEASE, merchant, token),
+            request_fingerprint(request),
+            slot.field(),
+            self.config.default_capacity,
+            floor_ms(slot.start_ns),
+            "" if expiry is None else floor_ms(expiry),
+            self.config.default_hold_ms,
+            self.config.max_hold_ms,
+            _lease_data(request),
+            self.config.record_retention_ms,
+            self.config.events_maxlen,
+        ]
+        reply = self._call("create_lease", keys, args)
+        outcome = Outcome(int(reply[0]))
+        if outcome not in (Outcome.OK, Outcome.REPLAYED):
+            raise self._refuse(outcome, _CREATE_REFUSALS)
+        return Lease(
+            lease_id=reply[1].decode(),
+            slot=slot,
+            client_reference=request.client_reference,
+            availability_tag=request.availability_tag,
+            expires_at_ms=int(reply[2]),
+            fence=int(reply[3]),
+            replayed=outcome is Outcome.REPLAYED,
+        )
+
+    def lease_view(self, record: dict[str, bytes], now_ms: int) -> LeaseView:
+        """A record read from Redis as a :class:`LeaseView`."""
+        data = msgpack.unpackb(record["data"])
+        state = LeaseState(record["state"].decode())
+        expires = int(record["expires_ms"])
+        if state is LeaseState.HELD and expires <= now_ms:
+            state = LeaseState.EXPIRED
+        booking = record.get("booking_id")
+        return LeaseView(
+            lease_id=record["lease_id"].decode(),
+            slot=slot_from_data(data),
+            client_reference=data["client_reference"],
+            availability_tag=data["availability_tag"],
+            state=state,
+            fence=int(record["fence"]),
+            created_ms=int(record["created_ms"]),
+            expires_at_ms=expires,
+            ended_ms=_optional_int(record.get("ended_ms")),
+            booking_id=booking.decode() if booking else None,
+        )
+
+    def get_lease(self, lease_id: str) -> LeaseView:
+        """A lease by id, live or ended (ended ones until their retention passes)."""
+        _parsed, _key, record = self._load(IdKind.LEASE, lease_id)
+        return self.lease_view(record, self.now_ms())
+
+    def list_leases(
+        self,
+        merchant_id: str,
+        slot: SlotId | None = None,
+        start_from_ns: int | None = None,
+        start_before_ns: int | None = None,
+    ) -> list[LeaseView]:
+        """The merchant's leases not yet swept (live ones, and expired ones for a few
+        seconds), optionally only of one slot or of slots starting in [from, before)."""
+        self.check_selection(merchant_id, slot)
+        ids = self._read(self.client.zrange, self.keys.lease_index(merchant_id), 0, -1)
+        now = self.now_ms()
+        views = []
+        for lease_id in ids:
+            try:
+                _parsed, _key, record = self._load(IdKind.LEASE, lease_id.decode())
+            except BrokerError as error:
+                if error.reason is Reason.LEASE_NOT_FOUND:
+                    continue
+                raise
+            view = self.lease_view(record, now)
+            if slot_matches(view.slot, slot, start_from_ns, start_before_ns):
+                views.append(view)
+        return sorted(views, key=lambda v: (v.slot.start_ns, v.created_ms, v.lease_id))
+
+    def _lease_change_keys(self, lease_id: str) -> tuple[list[str], dict[str, bytes]]:
+        """KEYS of release_lease and extend_lease (record, its slot, its client
+        reference, lease index, events), and the record they were read from."""
+        parsed, key, record = self._load(IdKind.LEASE, lease_id)
+        merchant = parsed.merchant_id
+        keys = [
+            key,
+            record["slot"].decode(),
+            record["client_ref"].decode(),
+            self.keys.lease_index(merchant),
+            self.keys.events(merchant),
+        ]
+        return keys, record
+
+    def release_lease(self, lease_id: str) -> LeaseView:
+        """End a live lease now and free its spot. Releasing a released or expired
+        lease changes nothing; a consumed lease raises LEASE_CONSUMED."""
+        keys, _record = self._lease_change_keys(lease_id)
+        reply = self._call(
+            "release_lease",
+            keys,
+            [lease_id, self.config.record_retention_ms, self.config.events_maxlen],
+        )
+        outcome = Outcome(int(reply[0]))
+        if outcome not in (Outcome.OK, Outcome.UNCHANGED):
+            raise self._refuse(outcome, LEASE_REFUSALS)
+        return self.get_lease(lease_id)
+
+    def extend_lease(
+        self, lease_id: str, by_ms: int, expected_fence: int | None = None
+    ) -> LeaseView:
+        """Push a live lease's expiry ``by_ms`` later, capped at its creation plus the
+        maximum hold and at the slot's start. Expired, released and consumed leases
+        cannot be extended; a stale ``expected_fence`` is refused."""
+        if by_ms <= 0:
+            problem = FieldViolation("extension", "must be positive")
+            raise BrokerError(Reason.INVALID_FIELD, "the extension must be positive", (problem,))
+        keys, record = self._lease_change_keys(lease_id)
+        reply = self._call(
+            "extend_lease",
+            keys,
+            [
+                lease_id,
+                # A target, not an increment: a retried call cannot extend twice.
+                int(record["expires_ms"]) + by_ms,
+                self.config.max_hold_ms,
+                "" if expected_fence is None else expected_fence,
+                self.config.record_retention_ms,
+                self.config.events_maxlen,
+            ],
+        )
+        outcome = Outcome(int(reply[0]))
+        if outcome is not Outcome.OK:
+            raise self._refuse(outcome, LEASE_REFUSALS)
+        return self.get_lease(lease_id)
+
+    def sweep_expired(self, merchant_id: str, batch: int) -> int:
+        """Mark up to ``batch`` of the merchant's expired leases as expired (emitting
+        lease.expired once each) and drop their index entries; returns how many."""
+        index = self.keys.lease_index(merchant_id)
+        due = self._read(self.client.zrangebyscore, index, "-inf", self.now_ms(), 0, batch)
+        expired = 0
+        for raw_id in due:
+            lease_id = raw_id.decode()
+            try:
+                _parsed, key, record = self._load(IdKind.LEASE, lease_id)
+                slot_key = record["slot"].decode()
+            except BrokerError as error:
+                if error.reason is not Reason.LEASE_NOT_FOUND:
+                    raise
+                # The record is gone: the script only drops the index entry, and needs
+                # some key of this merchant in the record and slot positions.
+                key = slot_key = self.keys.lease(merchant_id, "gone")
+            reply = self._call(
+                "sweep_lease",
+                [index, key, slot_key, self.keys.events(merchant_id)],
+                [lease_id, self.config.events_maxlen],
+            )
+            expired += Outcome(int(reply[0])) is Outcome.OK
+        return expired
+
+
+def slot_matches(
+    candidate: SlotId, slot: SlotId | None, start_from_ns: int | None, start_before_ns: int | None
+) -> bool:
+    """Is ``candidate`` the given slot (if any) and does it start in [from, before)?"""
+    if slot is not None and candidate != slot:
+        return False
+    if start_from_ns is not None and candidate.start_ns < start_from_ns:
+        return False
+    return start_before_ns is None or candidate.start_ns < start_before_ns

@@ -1,0 +1,110 @@
+"""Checks on request values that need no clock and no store.
+
+Whether a start or expiry time lies in the past is decided inside the Lua
+scripts, on Redis's clock; a front end's clock never decides anything.
+Violations name the request's fields in the core's own terms (``merchant_id``,
+``staff_id``, ``start_time``, ``requested_expiry``); a front end maps them to the
+paths of its own messages (the gRPC wire: ``lease.resources.staff_id``).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from leasebroker.core.errors import BrokerError, FieldViolation, Reason
+from leasebroker.core.keys import SlotId
+from leasebroker.core.model import LeaseRequest
+from leasebroker.core.units import NS_PER_S, S_PER_DAY
+
+MAX_ID_BYTES = 256
+# The largest capacity of one slot (an int32, as the admin API carries it).
+MAX_CAPACITY = 2**31 - 1
+# The range protobuf's Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_INSTANT_NS = -62_135_596_800 * NS_PER_S
+MAX_INSTANT_NS = 253_402_300_800 * NS_PER_S - 1
+# Slot starts are stored as int64 nanoseconds since 1970: 1970-01-01 to 2262-04-11.
+MIN_SLOT_START_NS = 0
+MAX_SLOT_START_NS = 2**63 - 1
+# No bookable slot lasts longer than this; anything longer is a client bug.
+MAX_SLOT_DURATION_NS = 31 * S_PER_DAY * NS_PER_S
+
+
+def check_id(value: str, field: str, *, required: bool) -> FieldViolation | None:
+    """An id must be non-empty (when required), at most 256 UTF-8 bytes, free of control codes."""
+    if not value:
+        return FieldViolation(field, "is required") if required else None
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        return FieldViolation(field, f"is longer than {MAX_ID_BYTES} bytes")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        return FieldViolation(field, "contains control characters")
+    return None
+
+
+def check_instant(epoch_ns: int, field: str) -> FieldViolation | None:
+    """An instant must lie in protobuf Timestamp's range."""
+    if MIN_INSTANT_NS <= epoch_ns <= MAX_INSTANT_NS:
+        return None
+    return FieldViolation(field, "is outside the valid timestamp range")
+
+
+def check_start(epoch_ns: int, field: str) -> FieldViolation | None:
+    """A slot start must lie between 1970 and 2262 (int64 nanoseconds)."""
+    if MIN_SLOT_START_NS <= epoch_ns <= MAX_SLOT_START_NS:
+        return None
+    return FieldViolation(field, "must be between 1970-01-01 and 2262-04-11")
+
+
+def check_duration(duration_ns: int, field: str) -> FieldViolation | None:
+    """A slot lasts more than nothing and at most 31 days."""
+    if duration_ns <= 0:
+        return FieldViolation(field, "must be positive")
+    if duration_ns > MAX_SLOT_DURATION_NS:
+        return FieldViolation(field, "is longer than 31 days")
+    return None
+
+
+def check_capacity(capacity: int, field: str = "capacity") -> FieldViolation | None:
+    """A capacity is a whole number from 0 to :data:`MAX_CAPACITY`."""
+    if isinstance(capacity, bool) or not isinstance(capacity, int):
+        return FieldViolation(field, "must be a whole number")
+    if 0 <= capacity <= MAX_CAPACITY:
+        return None
+    return FieldViolation(field, f"must be 0 to {MAX_CAPACITY}")
+
+
+def merchant_violations(merchant_id: str) -> list[FieldViolation]:
+    """What is wrong with a merchant id given on its own."""
+    problem = check_id(merchant_id, "merchant_id", required=True)
+    return [] if problem is None else [problem]
+
+
+def slot_violations(slot: SlotId) -> list[FieldViolation]:
+    """Everything wrong with a slot."""
+    checks = [
+        check_id(slot.merchant_id, "merchant_id", required=True),
+        check_id(slot.service_id, "service_id", required=True),
+        check_id(slot.staff_id, "staff_id", required=False),
+        check_id(slot.room_id, "room_id", required=False),
+        check_start(slot.start_ns, "start_time"),
+        check_duration(slot.duration_ns, "duration"),
+    ]
+    return [v for v in checks if v is not None]
+
+
+def lease_request_violations(request: LeaseRequest) -> list[FieldViolation]:
+    """Everything wrong with a CreateLease request that can be told without a clock."""
+    checks = [
+        *slot_violations(request.slot),
+        check_id(request.client_reference, "client_reference", required=True),
+        check_id(request.availability_tag, "availability_tag", required=False),
+    ]
+    if request.requested_expiry_ns is not None:
+        checks.append(check_instant(request.requested_expiry_ns, "requested_expiry"))
+    return [v for v in checks if v is not None]
+
+
+def raise_if_invalid(violations: list[FieldViolation]) -> None:
+    """One INVALID_FIELD error naming every bad field, or nothing."""
+    if violations:
+        names = ", ".join(v.field for v in violations)
+        raise BrokerError(Reason.INVALID_FIELD, f"invalid request: {names}", tuple(violations))

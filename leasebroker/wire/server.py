@@ -1,0 +1,194 @@
+"""Running the gRPC servers: the v0 BookingService and, on its own port, the operators'
+LeaseAdmin; each with health checking and reflection."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from leasebroker.api.v0 import booking_service_pb2 as pb
+from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
+from leasebroker.api.v1 import admin_pb2_grpc as admin_pb_grpc
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.errors import BrokerError
+from leasebroker.wire.admin_service import SERVICE_NAME as ADMIN_SERVICE_NAME
+from leasebroker.wire.admin_service import LeaseAdmin
+from leasebroker.wire.booking_service import BookingService
+from leasebroker.wire.tls import ServerTls
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BookingService"].full_name
+# Seconds in-flight calls get to finish after SIGTERM/SIGINT.
+SHUTDOWN_GRACE_S = 10.0
+# Handler threads of the admin service (operators only: a few are plenty).
+ADMIN_WORKERS = 4
+# The largest admin request accepted: LoadInventory carries a whole availability feed.
+ADMIN_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class RunningServer:
+    """A started server and the port it actually bound (useful with port 0)."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    service_name: str
+
+    def set_serving(self, serving: bool) -> None:
+        """What grpc.health.v1 reports, for the whole server and for its service."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
+        )
+        for name in ("", self.service_name):
+            self.health.set(name, status)
+
+    def stop(self, grace: float | None = SHUTDOWN_GRACE_S) -> None:
+        """Report NOT_SERVING, then let in-flight calls finish for ``grace`` seconds."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+
+
+def _start(
+    add_service: Callable[[grpc.Server], None],
+    service_name: str,
+    host: str,
+    port: int,
+    workers: int,
+    options: Sequence[tuple[str, Any]] = (),
+    tls: ServerTls | None = None,
+) -> RunningServer:
+    """Start a server for one service, with health checking and reflection; plaintext,
+    or TLS (mutual TLS when ``tls`` names a client CA)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
+        # Without this, gRPC sets SO_REUSEPORT and a second server "binds" a port that is
+        # taken, silently splitting calls between two processes.
+        options=[("grpc.so_reuseport", 0), *options],
+    )
+    add_service(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, tls.credentials())
+    if bound == 0:
+        raise OSError(f"could not bind {address}")
+    server.start()
+    running = RunningServer(server, bound, health_servicer, service_name)
+    running.set_serving(True)
+    return running
+
+
+def start_server(
+    broker: LeaseBroker, host: str, port: int, workers: int, tls: ServerTls | None = None
+) -> RunningServer:
+    """Start serving on ``host:port`` with ``workers`` handler threads, over TLS when
+    ``tls`` is given.
+
+    The broker's Redis pool must have at least ``workers`` connections, so a
+    burst of calls waits for a thread, never for a connection.
+    """
+
+    def add(server: grpc.Server) -> None:
+        pb_grpc.add_BookingServiceServicer_to_server(BookingService(broker), server)
+
+    return _start(add, SERVICE_NAME, host, port, workers, tls=tls)
+
+
+def start_admin_server(
+    broker: LeaseBroker,
+    host: str,
+    port: int,
+    workers: int = ADMIN_WORKERS,
+    max_message_bytes: int = ADMIN_MAX_MESSAGE_BYTES,
+) -> RunningServer:
+    """Start the operators' LeaseAdmin service on its own ``host:port``.
+
+    Its ``workers`` handler threads need that many Redis connections on top of
+    the BookingService's. Requests up to ``max_message_bytes`` are accepted
+    (LoadInventory carries a whole feed); larger ones fail RESOURCE_EXHAUSTED.
+    """
+
+    def add(server: grpc.Server) -> None:
+        admin_pb_grpc.add_LeaseAdminServicer_to_server(LeaseAdmin(broker), server)
+
+    options = [("grpc.max_receive_message_length", max_message_bytes)]
+    return _start(add, ADMIN_SERVICE_NAME, host, port, workers, options)
+
+
+def store_health_check(broker: LeaseBroker, servers: Sequence[RunningServer]) -> Callable[[], None]:
+    """A check that reports NOT_SERVING on every server while Redis does not answer,
+    so load balancers route around a broker whose store is gone, and SERVING again
+    once it answers."""
+    serving = [True]
+
+    def check() -> None:
+        try:
+            broker.now_ms()
+            ok = True
+        except BrokerError:
+            ok = False
+        if ok != serving[0]:
+            serving[0] = ok
+            log.warning("lease store %s", "answers again" if ok else "does not answer")
+            for running in servers:
+                running.set_serving(ok)
+
+    return check
+
+
+class StopSignals:
+    """Remembers SIGTERM/SIGINT from the moment it is created.
+
+    Install it before the server says it is ready, so a signal that comes early is
+    never lost (nor kills the process with the default action). The handler only
+    sets a flag: taking a lock in a signal handler can deadlock the main thread.
+    """
+
+    POLL_S = 0.2
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.received = signum
+
+    def wait(self) -> None:
+        """Block until a signal has come (polling, so no wake-up can be missed)."""
+        while self.received is None:
+            time.sleep(self.POLL_S)
+        log.info("received %s, shutting down", signal.Signals(self.received).name)
+
+
+def serve_until_signalled(
+    signals: StopSignals, running: RunningServer, *others: RunningServer
+) -> None:
+    """Block until SIGTERM or SIGINT, then stop every server gracefully, together."""
+    signals.wait()
+    servers = (running, *others)
+    for each in servers:
+        each.health.enter_graceful_shutdown()
+    # Every server drains its in-flight calls within the same grace period.
+    for done in [each.server.stop(SHUTDOWN_GRACE_S) for each in servers]:
+        done.wait()
+    log.info("stopped")

@@ -1,0 +1,79 @@
+"""The house rules: rooms whose imports point one way, small modules, a pinned public API."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+import pytest
+from importlinter.cli import lint_imports
+
+import leasebroker
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "leasebroker"
+MAX_MODULE_LINES = 400
+
+# What `from leasebroker import ...` offers library users; changing it is an API change.
+PUBLIC_API = {
+    "Booking",
+    "BookingRequest",
+    "BookingStatus",
+    "BrokerConfig",
+    "BrokerError",
+    "CapacitySource",
+    "FieldViolation",
+    "InventorySlot",
+    "Lease",
+    "LeaseBroker",
+    "LeaseRequest",
+    "LeaseState",
+    "LeaseView",
+    "Reason",
+    "SlotId",
+    "SlotStatus",
+    "__version__",
+}
+
+
+def test_import_contracts_hold(monkeypatch):
+    """cli -> wire -> core, no gRPC or protobuf in the core, Redis only from the core,
+    and no cycles (the contracts in pyproject.toml)."""
+    monkeypatch.chdir(ROOT)
+    assert lint_imports(config_filename="pyproject.toml") == 0
+
+
+def _modules() -> list[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if "_pb2" not in p.name]
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_is_over_400_lines(path):
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{path.name} has {lines} lines: split it by job"
+
+
+def test_the_rooms_are_packages():
+    for room in ("core", "wire", "cli"):
+        assert (PACKAGE / room / "__init__.py").is_file()
+
+
+def test_public_api_is_importable_from_the_top_package():
+    from leasebroker import BrokerConfig, BrokerError, LeaseBroker, LeaseRequest, Reason, SlotId
+
+    assert set(leasebroker.__all__) == PUBLIC_API
+    for name in PUBLIC_API:
+        assert getattr(leasebroker, name) is not None
+    assert LeaseBroker.__module__ == "leasebroker.core.broker"
+    assert BrokerConfig().default_capacity == 1
+    assert issubclass(BrokerError, Exception)
+    assert LeaseRequest.__module__ == SlotId.__module__.replace("keys", "model")
+    assert Reason.SLOT_FULL.value == "SLOT_FULL"
+
+
+def test_version_is_the_installed_one():
+    assert leasebroker.__version__ == importlib.metadata.version("leasebroker")
+
+
+def test_the_package_is_typed():
+    assert (PACKAGE / "py.typed").is_file()
