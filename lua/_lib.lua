@@ -52,3 +52,26 @@ end
 local function spots_taken(slot, now)
   return redis.call('ZCOUNT', slot, '(' .. now, '+inf')
 end
+
+-- Argument checks, run before a script's first write: Redis does not roll a script
+-- back when a command fails half-way, so a bad value must stop it before anything
+-- changed. spec maps an ARGV index to its kind: 'int' (a whole number of at most 15
+-- digits, exact in Lua's numbers), 'ns' (at most 19 digits, kept as text), and either
+-- with a trailing '?' when '' is allowed too. Returns the first bad index, or nil.
+local function bad_argument(spec)
+  for index, kind in pairs(spec) do
+    local value = ARGV[index]
+    local optional = string.sub(kind, -1) == '?'
+    if not (optional and value == '') then
+      local digits = 15
+      if string.sub(kind, 1, 2) == 'ns' then
+        digits = 19
+      end
+      if type(value) ~= 'string' or not string.match(value, '^%-?%d+$')
+          or #string.gsub(value, '^%-', '') > digits then
+        return index
+      end
+    end
+  end
+  return nil
+end

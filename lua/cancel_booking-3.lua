@@ -12,6 +12,12 @@
 --         {OUTCOME.BOOKING_NOT_FOUND}   no such booking
 --         {OUTCOME.SLOT_MOVED}          it was rescheduled since the caller read it: read again
 --         {OUTCOME.SLOT_STARTED}        its slot has started: too late to cancel
+--         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
+
+local bad = bad_argument({[2] = 'int'})
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
 
 local now = now_ms()
 local booking = redis.call('HMGET', KEYS[1], 'booking_id', 'status', 'slot', 'slot_field',

@@ -27,6 +27,13 @@
 --         {OUTCOME.LEASE_RELEASED}                        released early
 --         {OUTCOME.FENCE_MISMATCH, fence}                 ARGV[6] is not the lease's token
 --         {OUTCOME.SLOT_FULL, capacity}                   capacity fell to the bookings made
+--         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
+
+local bad = bad_argument({[5] = 'int', [6] = 'int?', [7] = 'int', [8] = 'int', [9] = 'ns',
+  [10] = 'ns'})
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
 
 local now = now_ms()
 local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_field',

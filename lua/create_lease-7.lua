@@ -27,9 +27,16 @@
 --         {OUTCOME.SLOT_FULL, capacity}                      every spot is taken
 --         {OUTCOME.START_TIME_PASSED, now_ms}                slot start is not after now
 --         {OUTCOME.EXPIRY_NOT_IN_FUTURE, now_ms}             requested expiry is not after now
+--         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 --
 -- Redis TIME is the only clock: a hold is live while its expiry is after now, and
 -- stops counting at that very millisecond, whether or not Redis has dropped it yet.
+
+local bad = bad_argument({[4] = 'int', [5] = 'int', [6] = 'int?', [7] = 'int', [8] = 'int',
+  [10] = 'int', [11] = 'int'})
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
 
 local now = now_ms()
 

@@ -19,10 +19,16 @@
 --         {OUTCOME.LEASE_RELEASED}           released early
 --         {OUTCOME.LEASE_CONSUMED, booking_id}  it became a booking
 --         {OUTCOME.FENCE_MISMATCH, fence}    ARGV[4] is not the lease's token
+--         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 --
 -- Bounds: never past created + maximum hold, never past the slot's start.
 -- The expiry becomes max(current, min(target, bounds)): a retry of the same call (say
 -- after a lost reply) finds it done and changes nothing, so one call never extends twice.
+
+local bad = bad_argument({[2] = 'int', [3] = 'int', [4] = 'int?', [5] = 'int', [6] = 'int'})
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
 
 local now = now_ms()
 local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_field',

@@ -12,8 +12,14 @@
 -- Returns {OUTCOME.OK}          record, index entry and occupancy set removed
 --         {OUTCOME.NOT_DUE}     the slot starts at or after the cutoff: kept
 --         {OUTCOME.SLOT_MOVED}  the record names another slot now: read again
+--         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 --
 -- A booking record that is already gone leaves only its index entry, which goes too.
+
+local bad = bad_argument({[2] = 'int'})
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
 
 local now = now_ms()
 local cutoff = math.min(tonumber(ARGV[2]), now)

@@ -7,10 +7,20 @@
 -- ARGV[2..] pairs: slot field, its start in ms since the epoch
 --
 -- Returns {OUTCOME.OK, number of counters removed}
+--         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 --
 -- The caller reads the slot starts from the field names (Lua cannot parse them); the
 -- script checks each against the cutoff on Redis's clock, so a caller's clock never
 -- decides what is removed.
+
+local spec = {[1] = 'int'}
+for i = 3, #ARGV, 2 do
+  spec[i] = 'int'
+end
+local bad = bad_argument(spec)
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
 
 local cutoff = math.min(tonumber(ARGV[1]), now_ms())
 local removed = 0

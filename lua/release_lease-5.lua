@@ -14,6 +14,12 @@
 --         {OUTCOME.UNCHANGED}               already released, or already expired
 --         {OUTCOME.LEASE_NOT_FOUND}         no such lease (or not this slot)
 --         {OUTCOME.LEASE_CONSUMED, booking_id}  it became a booking: cancel that instead
+--         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
+
+local bad = bad_argument({[2] = 'int', [3] = 'int'})
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
 
 local now = now_ms()
 local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_field',

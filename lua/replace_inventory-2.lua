@@ -8,12 +8,22 @@
 -- ARGV[3..] pairs: slot field, capacity, slot field, capacity, ... (may be none)
 --
 -- Returns {OUTCOME.OK, number of slots written}
+--         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 --
 -- A merchant with an inventory key offers only the slots in it, so the old
 -- inventory is dropped and the new one written in one atomic step: no caller
 -- ever sees a half-loaded merchant. With no slots the key keeps only the marker
 -- (which names no slot), so the merchant offers nothing, rather than falling back
 -- to the default capacity. Leases and bookings are not touched.
+
+local spec = {[1] = 'int'}
+for i = 4, #ARGV, 2 do
+  spec[i] = 'int'
+end
+local bad = bad_argument(spec)
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
 
 local now = now_ms()
 local slots = (#ARGV - 2) / 2

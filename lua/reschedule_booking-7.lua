@@ -26,6 +26,12 @@
 --         {OUTCOME.START_TIME_PASSED, now_ms}   the new slot's start is not after now
 --         {OUTCOME.SLOT_NOT_OFFERED}    the new slot is not offered
 --         {OUTCOME.SLOT_FULL, capacity} the new slot has no free spot
+--         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
+
+local bad = bad_argument({[3] = 'int', [4] = 'ns', [5] = 'ns', [6] = 'int', [7] = 'int'})
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
 
 local now = now_ms()
 local booking = redis.call('HMGET', KEYS[1], 'booking_id', 'status', 'slot', 'slot_field',

@@ -10,10 +10,16 @@
 -- Returns {OUTCOME.OK, previous capacity or -1 when the slot was not listed}
 --         {OUTCOME.UNCHANGED, capacity}   it already had that capacity: nothing written
 --                                         and no event (so a retried call is a no-op)
+--         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 --
 -- Lowering a capacity never cancels a lease or booking already made; it only
 -- refuses new leases (and bookings of leases beyond it) from now on. A merchant
 -- with no inventory gets one by this: from then on only its listed slots are offered.
+
+local bad = bad_argument({[2] = 'int', [3] = 'int'})
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
 
 local now = now_ms()
 local previous = redis.call('HGET', KEYS[1], ARGV[1])

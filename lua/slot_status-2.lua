@@ -9,6 +9,12 @@
 -- Returns {OUTCOME.OK, capacity, source, live holds, bookings, now_ms}
 --   capacity: spots (0 when not offered); source: 'inventory', 'default', or
 --   'unlisted' (the merchant has inventory and this slot is not in it).
+--         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
+
+local bad = bad_argument({[2] = 'int'})
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
 
 local now = now_ms()
 local capacity, source = slot_capacity(KEYS[2], ARGV[1], ARGV[2])

@@ -11,9 +11,15 @@
 --
 -- Returns {OUTCOME.OK}         marked expired, lease.expired emitted
 --         {OUTCOME.NOT_DUE}    still live, already swept, or ended another way
+--         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 --
 -- Correctness never depends on this script: an expired hold stops counting at its
 -- expiry whether or not it has been swept.
+
+local bad = bad_argument({[2] = 'int'})
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
 
 local now = now_ms()
 local indexed = redis.call('ZSCORE', KEYS[1], ARGV[1])

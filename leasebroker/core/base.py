@@ -13,29 +13,17 @@ import redis.exceptions
 from leasebroker.core.errors import BrokerError, FieldViolation, Reason
 from leasebroker.core.keys import IdKind, KeyBuilder, ParsedId, SlotId, parse_public_id
 from leasebroker.core.outcomes import Outcome
+from leasebroker.core.redis_errors import is_unavailable
 from leasebroker.core.scripts import Scripts
 from leasebroker.core.settings import BrokerConfig
-from leasebroker.core.validation import merchant_violations, raise_if_invalid, slot_violations
+from leasebroker.core.validation import (
+    check_instant,
+    merchant_violations,
+    raise_if_invalid,
+    slot_violations,
+)
 
 log = logging.getLogger(__name__)
-
-# Redis errors after which nothing was written, or the write is safe to retry:
-# every script is atomic and every mutation is idempotent by its reference.
-_UNAVAILABLE = (
-    redis.exceptions.ConnectionError,  # includes BusyLoadingError
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,  # a replica after failover, before clients move on
-    redis.exceptions.ClusterDownError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.OutOfMemoryError,  # maxmemory reached under noeviction: retry later
-)
-# Refusals Redis sends as plain error replies that also mean "try again later".
-_UNAVAILABLE_PREFIXES = ("NOREPLICAS", "MASTERDOWN")
-
-
-def _is_unavailable(exc: redis.exceptions.RedisError) -> bool:
-    return isinstance(exc, _UNAVAILABLE) or str(exc).startswith(_UNAVAILABLE_PREFIXES)
-
 
 # How often an operation reads a record again when it moved between the read and
 # the script (a concurrent reschedule), before it gives up with SLOT_MOVED.
@@ -61,7 +49,7 @@ def unavailable(exc: Exception) -> BrokerError:
 def store_error(exc: redis.exceptions.RedisError, what: str) -> BrokerError:
     """A Redis failure as a BrokerError: STORE_UNAVAILABLE when it means "not now"
     (safe to retry), else INTERNAL (logged with its traceback)."""
-    if _is_unavailable(exc):
+    if is_unavailable(exc):
         return unavailable(exc)
     log.error("Redis call %s failed", what, exc_info=exc)
     return BrokerError(Reason.INTERNAL, "internal error")
@@ -81,8 +69,13 @@ class BrokerCore:
         self._registry_lock = threading.Lock()
 
     def _call(self, name: str, keys: Sequence[str], args: Sequence[str | bytes | int]) -> list:
-        """Run one script; store failures become STORE_UNAVAILABLE, anything else INTERNAL."""
-        return self._read(self.scripts[name], keys, args)
+        """Run one script; store failures become STORE_UNAVAILABLE, anything else INTERNAL
+        (a script that refused a malformed argument too: it wrote nothing)."""
+        reply = self._read(self.scripts[name], keys, args)
+        if int(reply[0]) == Outcome.BAD_ARGUMENT:
+            log.error("script %s refused ARGV[%s]: %r", name, reply[1], args[int(reply[1]) - 1])
+            raise BrokerError(Reason.INTERNAL, "internal error")
+        return reply
 
     def _read(self, fn: Any, *args: Any) -> Any:
         """Call Redis: store failures become STORE_UNAVAILABLE, anything else INTERNAL."""
@@ -126,11 +119,22 @@ class BrokerCore:
         return outcome
 
     @staticmethod
-    def check_selection(merchant_id: str, slot: SlotId | None = None) -> None:
-        """INVALID_FIELD for a malformed merchant id, or slot, that a read names."""
+    def check_selection(
+        merchant_id: str,
+        slot: SlotId | None = None,
+        start_from_ns: int | None = None,
+        start_before_ns: int | None = None,
+    ) -> None:
+        """INVALID_FIELD for a malformed merchant id, slot or time bound that a read names."""
         problems = merchant_violations(merchant_id)
         if slot is not None:
             problems += [v for v in slot_violations(slot) if v.field != "merchant_id"]
+        for bound, name in (
+            (start_from_ns, "start_time_from"),
+            (start_before_ns, "start_time_before"),
+        ):
+            if bound is not None:
+                problems.append(check_instant(bound, name))
         raise_if_invalid(problems)
 
     def now_ms(self) -> int:

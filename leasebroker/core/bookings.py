@@ -16,6 +16,7 @@ from leasebroker.core.outcomes import Outcome
 from leasebroker.core.units import NS_PER_MS, floor_ms
 from leasebroker.core.validation import (
     check_duration,
+    check_fence,
     check_start,
     raise_if_invalid,
 )
@@ -74,6 +75,8 @@ def client_violations(serialized: bytes | None) -> list[FieldViolation]:
     front end checks what its own message must hold)."""
     if serialized is None:
         return [FieldViolation("client_information", "is required")]
+    if not isinstance(serialized, bytes):
+        return [FieldViolation("client_information", "must be bytes")]
     return []
 
 
@@ -88,7 +91,7 @@ class BookingOps(BrokerCore):
         """Consume a live lease and book its spot. A retry with the same
         client_information returns the same booking (``replayed``)."""
         client = request.client_information
-        raise_if_invalid(client_violations(client))
+        raise_if_invalid([*client_violations(client), check_fence(request.expected_fence)])
         assert client is not None  # checked just above
         parsed, lease_key, record = self._load(IdKind.LEASE, request.lease_id)
         merchant = parsed.merchant_id
@@ -187,7 +190,7 @@ class BookingOps(BrokerCore):
     ) -> list[Booking]:
         """The merchant's bookings (cancelled ones too), by slot start, optionally of one
         slot or of slots starting in [from, before)."""
-        self.check_selection(merchant_id, slot)
+        self.check_selection(merchant_id, slot, start_from_ns, start_before_ns)
         low = "-inf" if start_from_ns is None else start_from_ns // NS_PER_MS
         high = "+inf" if start_before_ns is None else f"({-(-start_before_ns // NS_PER_MS)}"
         ids = self._read(self.client.zrangebyscore, self.keys.booking_index(merchant_id), low, high)

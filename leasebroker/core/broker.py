@@ -27,7 +27,7 @@ class LeaseBroker(LeaseOps, BookingOps, InventoryOps, PruneOps, InspectionOps):
     def day_status(self, merchant_id: str, day_start_ns: int) -> list[SlotStatus]:
         """Every slot of the merchant starting within one day from ``day_start_ns``: its
         inventory slots plus any slot with a live lease or a booking, by start time."""
-        self.check_selection(merchant_id)
+        self.check_selection(merchant_id, None, day_start_ns)
         end = day_start_ns + DAY_NS
         slots = {
             item.slot

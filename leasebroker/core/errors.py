@@ -30,6 +30,10 @@ class Reason(str, Enum):
     # The record changed concurrently too often to apply the request; retry.
     CONFLICT = "CONFLICT"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    # The caller's deadline passed before the work could be done: nothing was done.
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    # The request's bytes are not a valid message of its type (front ends only).
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
     INTERNAL = "INTERNAL"
 
 

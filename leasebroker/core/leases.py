@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 import msgpack
 
 from leasebroker.core.base import BrokerCore, Refusals
-from leasebroker.core.errors import BrokerError, FieldViolation, Reason
+from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.keys import IdKind, SlotId, make_public_id, new_token
 from leasebroker.core.model import Lease, LeaseRequest, LeaseState, LeaseView
 from leasebroker.core.outcomes import Outcome
+from leasebroker.core.settings import MAX_DURATION_MS
 from leasebroker.core.units import floor_ms
-from leasebroker.core.validation import lease_request_violations, raise_if_invalid
+from leasebroker.core.validation import (
+    check_fence,
+    check_int,
+    lease_request_violations,
+    raise_if_invalid,
+)
+
+# The most leases one sweep_expired call marks.
+MAX_SWEEP_BATCH = 10_000
+
+log = logging.getLogger(__name__)
 
 _CREATE_REFUSALS: Refusals = {
     Outcome.CLIENT_REFERENCE_IN_USE: (
@@ -108,7 +120,6 @@ class LeaseOps(BrokerCore):
         raise_if_invalid(lease_request_violations(request))
         slot = request.slot
         merchant = slot.merchant_id
-        self.register_merchant(merchant)
         token = new_token()
         keys = [
             self.keys.slot(slot),
@@ -137,6 +148,13 @@ class LeaseOps(BrokerCore):
         outcome = Outcome(int(reply[0]))
         if outcome not in (Outcome.OK, Outcome.REPLAYED):
             raise self._refuse(outcome, _CREATE_REFUSALS)
+        # Only once the hold exists: a refused request writes nothing at all. A failed
+        # registration only delays lease.expired events (the next lease retries it),
+        # so it does not turn a granted lease into an error.
+        try:
+            self.register_merchant(merchant)
+        except BrokerError as error:
+            log.warning("could not register merchant for the expiry sweeper: %s", error)
         return Lease(
             lease_id=reply[1].decode(),
             slot=slot,
@@ -182,7 +200,7 @@ class LeaseOps(BrokerCore):
     ) -> list[LeaseView]:
         """The merchant's leases not yet swept (live ones, and expired ones for a few
         seconds), optionally only of one slot or of slots starting in [from, before)."""
-        self.check_selection(merchant_id, slot)
+        self.check_selection(merchant_id, slot, start_from_ns, start_before_ns)
         ids = self._read(self.client.zrange, self.keys.lease_index(merchant_id), 0, -1)
         now = self.now_ms()
         views = []
@@ -232,9 +250,9 @@ class LeaseOps(BrokerCore):
         """Push a live lease's expiry ``by_ms`` later, capped at its creation plus the
         maximum hold and at the slot's start. Expired, released and consumed leases
         cannot be extended; a stale ``expected_fence`` is refused."""
-        if by_ms <= 0:
-            problem = FieldViolation("extension", "must be positive")
-            raise BrokerError(Reason.INVALID_FIELD, "the extension must be positive", (problem,))
+        raise_if_invalid(
+            [check_int(by_ms, "extension", 1, MAX_DURATION_MS), check_fence(expected_fence)]
+        )
         keys, record = self._lease_change_keys(lease_id)
         reply = self._call(
             "extend_lease",
@@ -257,6 +275,7 @@ class LeaseOps(BrokerCore):
     def sweep_expired(self, merchant_id: str, batch: int) -> int:
         """Mark up to ``batch`` of the merchant's expired leases as expired (emitting
         lease.expired once each) and drop their index entries; returns how many."""
+        raise_if_invalid([check_int(batch, "batch", 1, MAX_SWEEP_BATCH)])
         index = self.keys.lease_index(merchant_id)
         due = self._read(self.client.zrangebyscore, index, "-inf", self.now_ms(), 0, batch)
         expired = 0

@@ -53,6 +53,9 @@ class Outcome(IntEnum):
     UNCHANGED = 17
     # The sweeper found the lease still live (or already swept).
     NOT_DUE = 18
+    # An ARGV value is malformed (data: its index); the script wrote nothing. The
+    # library checks every value first, so this means a bug, reported as INTERNAL.
+    BAD_ARGUMENT = 19
 
 
 def lua_table(members: Iterable[Enum] = Outcome) -> str:

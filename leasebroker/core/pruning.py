@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from leasebroker.core.base import BrokerCore
-from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.keys import IdKind, SlotId, parse_public_id
 from leasebroker.core.outcomes import Outcome
 from leasebroker.core.units import floor_ms
+from leasebroker.core.validation import MAX_SCRIPT_INT, check_int, raise_if_invalid
 
 # Pairs of (field, start) per prune_fences call, and bookings read per pass.
 _BATCH = 500
@@ -39,8 +39,8 @@ class PruneOps(BrokerCore):
     def prune(self, merchant_id: str, older_than_ms: int) -> PruneReport:
         """Forget the merchant's bookings (and occupancy sets and fencing counters) of
         slots that started more than ``older_than_ms`` ago on Redis's clock."""
-        if older_than_ms < 0:
-            raise BrokerError(Reason.INVALID_FIELD, "the age to keep must be 0 or more")
+        self.check_selection(merchant_id)
+        raise_if_invalid([check_int(older_than_ms, "older_than", 0, MAX_SCRIPT_INT)])
         cutoff = self.now_ms() - older_than_ms
         return PruneReport(
             bookings=self._prune_bookings(merchant_id, cutoff),

@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from leasebroker.core.keys import DEFAULT_PREFIX, KeyBuilder
-from leasebroker.core.units import MS_PER_HOUR, MS_PER_MINUTE
+from leasebroker.core.units import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
+from leasebroker.core.validation import MAX_CAPACITY, is_int
 
 # Ended lease records must outlive sweeper passes and client retries.
 MIN_RETENTION_MS = MS_PER_MINUTE
+# The longest hold or retention: ten years is far past any booking's horizon.
+MAX_DURATION_MS = 3_660 * MS_PER_DAY
+MAX_EVENTS_MAXLEN = 10**9
 
 
 @dataclass(frozen=True)
@@ -33,15 +37,22 @@ class BrokerConfig:
     events_maxlen: int = 10_000
 
     def __post_init__(self) -> None:
-        if self.default_capacity < 0:
-            raise ValueError("default capacity must be 0 or more")
-        if self.default_hold_ms <= 0:
-            raise ValueError("default hold must be positive")
+        # Every value goes into scripts as a number: whole numbers only, in range, so
+        # no script can fail half-way on one (Redis does not roll scripts back).
+        for name, low, high in (
+            ("default_capacity", 0, MAX_CAPACITY),
+            ("default_hold_ms", 1, MAX_DURATION_MS),
+            ("max_hold_ms", 1, MAX_DURATION_MS),
+            ("record_retention_ms", MIN_RETENTION_MS, MAX_DURATION_MS),
+            ("events_maxlen", 1, MAX_EVENTS_MAXLEN),
+        ):
+            value = getattr(self, name)
+            if not is_int(value):
+                raise ValueError(f"{name} must be a whole number, not {value!r}")
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be from {low} to {high}, not {value}")
         if self.max_hold_ms < self.default_hold_ms:
             raise ValueError("maximum hold must be at least the default hold")
-        if self.record_retention_ms < MIN_RETENTION_MS:
-            # Shorter, and the sweeper could miss an expiry and CreateBooking retries fail.
-            raise ValueError("record retention must be at least 1m")
-        if self.events_maxlen < 1:
-            raise ValueError("the event stream needs a max length of at least 1")
+        if not isinstance(self.key_prefix, str):
+            raise ValueError("key prefix must be text")
         KeyBuilder(self.key_prefix)  # raises on a prefix that could break key structure

@@ -10,6 +10,7 @@ paths of its own messages (the gRPC wire: ``lease.resources.staff_id``).
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 from leasebroker.core.errors import BrokerError, FieldViolation, Reason
 from leasebroker.core.keys import SlotId
@@ -29,8 +30,35 @@ MAX_SLOT_START_NS = 2**63 - 1
 MAX_SLOT_DURATION_NS = 31 * S_PER_DAY * NS_PER_S
 
 
+# The largest whole number a script takes as a number (Lua keeps it exactly below 2**53;
+# the scripts accept at most 15 digits).
+MAX_SCRIPT_INT = 10**15 - 1
+
+
+def is_int(value: object) -> bool:
+    """A whole number, and not a bool (``True`` is an int to Python, never to us)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(value: object, field: str, low: int, high: int) -> FieldViolation | None:
+    """A whole number from ``low`` to ``high``: what every number a script gets must be."""
+    if not is_int(value):
+        return FieldViolation(field, "must be a whole number")
+    assert isinstance(value, int)
+    if low <= value <= high:
+        return None
+    return FieldViolation(field, f"must be from {low} to {high}")
+
+
+def check_fence(value: int | None, field: str = "expected_fence") -> FieldViolation | None:
+    """An expected fencing token: None (no check) or a token a slot could have handed out."""
+    return None if value is None else check_int(value, field, 0, MAX_SCRIPT_INT)
+
+
 def check_id(value: str, field: str, *, required: bool) -> FieldViolation | None:
     """An id must be non-empty (when required), at most 256 UTF-8 bytes, free of control codes."""
+    if not isinstance(value, str):
+        return FieldViolation(field, "must be text")
     if not value:
         return FieldViolation(field, "is required") if required else None
     if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
@@ -42,6 +70,8 @@ def check_id(value: str, field: str, *, required: bool) -> FieldViolation | None
 
 def check_instant(epoch_ns: int, field: str) -> FieldViolation | None:
     """An instant must lie in protobuf Timestamp's range."""
+    if not is_int(epoch_ns):
+        return FieldViolation(field, "must be whole nanoseconds")
     if MIN_INSTANT_NS <= epoch_ns <= MAX_INSTANT_NS:
         return None
     return FieldViolation(field, "is outside the valid timestamp range")
@@ -49,6 +79,8 @@ def check_instant(epoch_ns: int, field: str) -> FieldViolation | None:
 
 def check_start(epoch_ns: int, field: str) -> FieldViolation | None:
     """A slot start must lie between 1970 and 2262 (int64 nanoseconds)."""
+    if not is_int(epoch_ns):
+        return FieldViolation(field, "must be whole nanoseconds")
     if MIN_SLOT_START_NS <= epoch_ns <= MAX_SLOT_START_NS:
         return None
     return FieldViolation(field, "must be between 1970-01-01 and 2262-04-11")
@@ -56,6 +88,8 @@ def check_start(epoch_ns: int, field: str) -> FieldViolation | None:
 
 def check_duration(duration_ns: int, field: str) -> FieldViolation | None:
     """A slot lasts more than nothing and at most 31 days."""
+    if not is_int(duration_ns):
+        return FieldViolation(field, "must be whole nanoseconds")
     if duration_ns <= 0:
         return FieldViolation(field, "must be positive")
     if duration_ns > MAX_SLOT_DURATION_NS:
@@ -65,7 +99,7 @@ def check_duration(duration_ns: int, field: str) -> FieldViolation | None:
 
 def check_capacity(capacity: int, field: str = "capacity") -> FieldViolation | None:
     """A capacity is a whole number from 0 to :data:`MAX_CAPACITY`."""
-    if isinstance(capacity, bool) or not isinstance(capacity, int):
+    if not is_int(capacity):
         return FieldViolation(field, "must be a whole number")
     if 0 <= capacity <= MAX_CAPACITY:
         return None
@@ -103,8 +137,9 @@ def lease_request_violations(request: LeaseRequest) -> list[FieldViolation]:
     return [v for v in checks if v is not None]
 
 
-def raise_if_invalid(violations: list[FieldViolation]) -> None:
-    """One INVALID_FIELD error naming every bad field, or nothing."""
+def raise_if_invalid(checks: Iterable[FieldViolation | None]) -> None:
+    """One INVALID_FIELD error naming every bad field (Nones are passed checks), or nothing."""
+    violations = [v for v in checks if v is not None]
     if violations:
         names = ", ".join(v.field for v in violations)
         raise BrokerError(Reason.INVALID_FIELD, f"invalid request: {names}", tuple(violations))

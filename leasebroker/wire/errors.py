@@ -22,6 +22,7 @@ from grpc_status import rpc_status
 
 from leasebroker.core.errors import BrokerError, FieldViolation, Reason
 from leasebroker.core.validation import raise_if_invalid
+from leasebroker.wire.registration import UndecodableRequest
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ STATUS_FOR_REASON: dict[Reason, grpc.StatusCode] = {
     Reason.SLOT_STARTED: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.CONFLICT: grpc.StatusCode.ABORTED,
     Reason.STORE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Reason.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Reason.MALFORMED_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
@@ -92,11 +95,21 @@ def abort(context: grpc.ServicerContext, error: BrokerError) -> None:
 
 
 def rpc(method: Callable[[Any, Any, grpc.ServicerContext], Reply]) -> Callable[..., Reply]:
-    """Turn BrokerError into its status; any other exception into a bare INTERNAL."""
+    """Run one RPC: refuse an undecodable request and a call whose deadline has already
+    passed (neither runs at all), turn BrokerError into its status and any other
+    exception into a bare INTERNAL."""
 
     @functools.wraps(method)
     def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Reply:
         try:
+            if isinstance(request, UndecodableRequest):
+                raise BrokerError(
+                    Reason.MALFORMED_REQUEST,
+                    f"the request is not a valid {request.message_type}: {request.problem}",
+                )
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:
+                raise BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline had passed")
             return method(self, request, context)
         except BrokerError as error:
             abort(context, error)

@@ -16,13 +16,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
-from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
-from leasebroker.api.v1 import admin_pb2_grpc as admin_pb_grpc
+from leasebroker.api.v1 import admin_pb2 as admin_pb
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError
 from leasebroker.wire.admin_service import SERVICE_NAME as ADMIN_SERVICE_NAME
 from leasebroker.wire.admin_service import LeaseAdmin
 from leasebroker.wire.booking_service import BookingService
+from leasebroker.wire.registration import add_servicer
 from leasebroker.wire.tls import ServerTls
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,9 @@ def start_server(
     """
 
     def add(server: grpc.Server) -> None:
-        pb_grpc.add_BookingServiceServicer_to_server(BookingService(broker), server)
+        add_servicer(
+            server, BookingService(broker), pb.DESCRIPTOR.services_by_name["BookingService"]
+        )
 
     return _start(add, SERVICE_NAME, host, port, workers, tls=tls)
 
@@ -128,7 +130,7 @@ def start_admin_server(
     """
 
     def add(server: grpc.Server) -> None:
-        admin_pb_grpc.add_LeaseAdminServicer_to_server(LeaseAdmin(broker), server)
+        add_servicer(server, LeaseAdmin(broker), admin_pb.DESCRIPTOR.services_by_name["LeaseAdmin"])
 
     options = [("grpc.max_receive_message_length", max_message_bytes)]
     return _start(add, ADMIN_SERVICE_NAME, host, port, workers, options)
