@@ -75,3 +75,9 @@ local function bad_argument(spec)
   end
   return nil
 end
+
+-- Whether the caller's deadline (ms on Redis's clock, or '' for none) has passed:
+-- its client has given up waiting, so the script must not act for it.
+local function past_deadline(now, deadline)
+  return deadline ~= '' and now > tonumber(deadline)
+end

@@ -6,20 +6,25 @@
 --
 -- ARGV[1]  booking id
 -- ARGV[2]  event stream max length (approximate)
+-- ARGV[3]  the caller's deadline, ms on Redis's clock, or "" for none
 --
 -- Returns {OUTCOME.OK}                  cancelled now
 --         {OUTCOME.UNCHANGED}           it was cancelled already
 --         {OUTCOME.BOOKING_NOT_FOUND}   no such booking
 --         {OUTCOME.SLOT_MOVED}          it was rescheduled since the caller read it: read again
 --         {OUTCOME.SLOT_STARTED}        its slot has started: too late to cancel
+--         {OUTCOME.DEADLINE_PASSED}   the caller's deadline passed: nothing written
 --         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 
-local bad = bad_argument({[2] = 'int'})
+local bad = bad_argument({[2] = 'int', [3] = 'int?'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end
 
 local now = now_ms()
+if past_deadline(now, ARGV[3]) then
+  return {OUTCOME.DEADLINE_PASSED}
+end
 local booking = redis.call('HMGET', KEYS[1], 'booking_id', 'status', 'slot', 'slot_field',
   'start_ms', 'lease_id', 'fence')
 if booking[1] ~= ARGV[1] then

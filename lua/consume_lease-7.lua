@@ -18,6 +18,7 @@
 -- ARGV[8]  event stream max length (approximate)
 -- ARGV[9]  slot start, ns since the epoch (stored as text)
 -- ARGV[10] slot duration, ns (stored as text)
+-- ARGV[11] the caller's deadline, ms on Redis's clock, or "" for none
 --
 -- Returns {OUTCOME.OK, booking_id, fence, now_ms}         booking written, lease consumed
 --         {OUTCOME.BOOKING_REPLAYED, booking_id, fence}   consumed before by the same client
@@ -27,15 +28,19 @@
 --         {OUTCOME.LEASE_RELEASED}                        released early
 --         {OUTCOME.FENCE_MISMATCH, fence}                 ARGV[6] is not the lease's token
 --         {OUTCOME.SLOT_FULL, capacity}                   capacity fell to the bookings made
+--         {OUTCOME.DEADLINE_PASSED}   the caller's deadline passed: nothing written
 --         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 
 local bad = bad_argument({[5] = 'int', [6] = 'int?', [7] = 'int', [8] = 'int', [9] = 'ns',
-  [10] = 'ns'})
+  [10] = 'ns', [11] = 'int?'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end
 
 local now = now_ms()
+if past_deadline(now, ARGV[11]) then
+  return {OUTCOME.DEADLINE_PASSED}
+end
 local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_field',
   'expires_ms', 'fence', 'booking_id', 'booking_fp', 'start_ms')
 local lease_id, state, slot, field = lease[1], lease[2], lease[3], lease[4]

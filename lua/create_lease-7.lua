@@ -19,6 +19,7 @@
 -- ARGV[9]  lease data (msgpack, opaque here: stored as it is, never decoded)
 -- ARGV[10] record retention after expiry, ms (for inspection and the sweeper)
 -- ARGV[11] event stream max length (approximate)
+-- ARGV[12] the caller's deadline, ms on Redis's clock, or "" for none
 --
 -- Returns {OUTCOME.OK, lease_id, expires_ms, fence}          new hold written
 --         {OUTCOME.REPLAYED, lease_id, expires_ms, fence}    same reference + request: that lease
@@ -27,18 +28,22 @@
 --         {OUTCOME.SLOT_FULL, capacity}                      every spot is taken
 --         {OUTCOME.START_TIME_PASSED, now_ms}                slot start is not after now
 --         {OUTCOME.EXPIRY_NOT_IN_FUTURE, now_ms}             requested expiry is not after now
+--         {OUTCOME.DEADLINE_PASSED}   the caller's deadline passed: nothing written
 --         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 --
 -- Redis TIME is the only clock: a hold is live while its expiry is after now, and
 -- stops counting at that very millisecond, whether or not Redis has dropped it yet.
 
 local bad = bad_argument({[4] = 'int', [5] = 'int', [6] = 'int?', [7] = 'int', [8] = 'int',
-  [10] = 'int', [11] = 'int'})
+  [10] = 'int', [11] = 'int', [12] = 'int?'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end
 
 local now = now_ms()
+if past_deadline(now, ARGV[12]) then
+  return {OUTCOME.DEADLINE_PASSED}
+end
 
 local ref = redis.call('HMGET', KEYS[3], 'lease', 'fp', 'expires_ms', 'fence')
 if ref[1] and tonumber(ref[3]) > now then

@@ -16,6 +16,7 @@
 -- ARGV[5]  new slot duration, ns (stored as text)
 -- ARGV[6]  default capacity for merchants without inventory (0: such slots are not offered)
 -- ARGV[7]  event stream max length (approximate)
+-- ARGV[8]  the caller's deadline, ms on Redis's clock, or "" for none
 --
 -- Returns {OUTCOME.OK, fence}           moved; fence is the new slot's token for it
 --         {OUTCOME.UNCHANGED}           the new slot is the one it already has
@@ -26,14 +27,18 @@
 --         {OUTCOME.START_TIME_PASSED, now_ms}   the new slot's start is not after now
 --         {OUTCOME.SLOT_NOT_OFFERED}    the new slot is not offered
 --         {OUTCOME.SLOT_FULL, capacity} the new slot has no free spot
+--         {OUTCOME.DEADLINE_PASSED}   the caller's deadline passed: nothing written
 --         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 
-local bad = bad_argument({[3] = 'int', [4] = 'ns', [5] = 'ns', [6] = 'int', [7] = 'int'})
+local bad = bad_argument({[3] = 'int', [4] = 'ns', [5] = 'ns', [6] = 'int', [7] = 'int', [8] = 'int?'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end
 
 local now = now_ms()
+if past_deadline(now, ARGV[8]) then
+  return {OUTCOME.DEADLINE_PASSED}
+end
 local booking = redis.call('HMGET', KEYS[1], 'booking_id', 'status', 'slot', 'slot_field',
   'start_ms')
 if booking[1] ~= ARGV[1] then

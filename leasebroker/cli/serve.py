@@ -21,6 +21,7 @@ from leasebroker.core.sweeper import SweeperThread
 from leasebroker.wire.feed import FeedError, read_feed
 from leasebroker.wire.server import (
     ADMIN_WORKERS,
+    HEALTH_INTERVAL_S,
     RunningServer,
     StopSignals,
     serve_until_signalled,
@@ -31,9 +32,6 @@ from leasebroker.wire.server import (
 from leasebroker.wire.tls import ServerTls, TlsError
 
 log = logging.getLogger("leasebroker")
-
-# How often serve checks that Redis answers (and reports it through grpc.health.v1).
-HEALTH_INTERVAL_S = 2.0
 
 
 def _load_feed(broker: LeaseBroker, path: str, *, complete: bool = False) -> int:

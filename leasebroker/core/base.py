@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.exceptions
 
+from leasebroker.core.deadline import RedisClock, expired
 from leasebroker.core.errors import BrokerError, FieldViolation, Reason
 from leasebroker.core.keys import IdKind, KeyBuilder, ParsedId, SlotId, parse_public_id
 from leasebroker.core.outcomes import Outcome
@@ -47,8 +48,11 @@ def unavailable(exc: Exception) -> BrokerError:
 
 
 def store_error(exc: redis.exceptions.RedisError, what: str) -> BrokerError:
-    """A Redis failure as a BrokerError: STORE_UNAVAILABLE when it means "not now"
-    (safe to retry), else INTERNAL (logged with its traceback)."""
+    """A Redis failure as a BrokerError: DEADLINE_EXCEEDED when the caller's deadline
+    cut it short, STORE_UNAVAILABLE when it means "not now" (safe to retry), else
+    INTERNAL (logged with its traceback)."""
+    if expired():
+        return BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline passed")
     if is_unavailable(exc):
         return unavailable(exc)
     log.error("Redis call %s failed", what, exc_info=exc)
@@ -65,6 +69,7 @@ class BrokerCore:
         self.config = config or BrokerConfig()
         self.keys = KeyBuilder(self.config.key_prefix)
         self.scripts = Scripts(client)
+        self.redis_clock = RedisClock()
         self._registered: dict[str, float] = {}
         self._registry_lock = threading.Lock()
 
@@ -75,7 +80,14 @@ class BrokerCore:
         if int(reply[0]) == Outcome.BAD_ARGUMENT:
             log.error("script %s refused ARGV[%s]: %r", name, reply[1], args[int(reply[1]) - 1])
             raise BrokerError(Reason.INTERNAL, "internal error")
+        if int(reply[0]) == Outcome.DEADLINE_PASSED:
+            raise BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline passed")
         return reply
+
+    def _deadline_arg(self) -> int | str:
+        """The current call's deadline on Redis's clock for a script, or "" for none."""
+        deadline = self.redis_clock.deadline_ms()
+        return "" if deadline is None else deadline
 
     def _read(self, fn: Any, *args: Any) -> Any:
         """Call Redis: store failures become STORE_UNAVAILABLE, anything else INTERNAL."""
@@ -138,9 +150,13 @@ class BrokerCore:
         raise_if_invalid(problems)
 
     def now_ms(self) -> int:
-        """Redis's clock, for views that tell a live hold from an expired one."""
+        """Redis's clock, for views that tell a live hold from an expired one. Each
+        reading also keeps :attr:`redis_clock` current (see core/deadline.py)."""
+        sent = time.monotonic()
         seconds, micros = self._read(self.client.time)
-        return int(seconds) * 1000 + int(micros) // 1000
+        now = int(seconds) * 1000 + int(micros) // 1000
+        self.redis_clock.record(sent, time.monotonic(), now)
+        return now
 
     @staticmethod
     def _refuse(outcome: Outcome, refusals: Refusals) -> BrokerError:

@@ -133,6 +133,7 @@ class BookingOps(BrokerCore):
                 self.config.events_maxlen,
                 slot.start_ns,
                 slot.duration_ns,
+                self._deadline_arg(),
             ],
         )
         outcome = Outcome(int(reply[0]))
@@ -216,7 +217,7 @@ class BookingOps(BrokerCore):
             return self._call(
                 "cancel_booking",
                 [key, record["slot"].decode(), self.keys.events(parsed.merchant_id)],
-                [booking_id, self.config.events_maxlen],
+                [booking_id, self.config.events_maxlen, self._deadline_arg()],
             )
 
         outcome = self._until_settled(attempt)
@@ -267,6 +268,7 @@ class BookingOps(BrokerCore):
                     target.duration_ns,
                     self.config.default_capacity,
                     self.config.events_maxlen,
+                    self._deadline_arg(),
                 ],
             )
 

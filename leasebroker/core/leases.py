@@ -143,6 +143,7 @@ class LeaseOps(BrokerCore):
             _lease_data(request),
             self.config.record_retention_ms,
             self.config.events_maxlen,
+            self._deadline_arg(),
         ]
         reply = self._call("create_lease", keys, args)
         outcome = Outcome(int(reply[0]))

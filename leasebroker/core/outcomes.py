@@ -56,6 +56,9 @@ class Outcome(IntEnum):
     # An ARGV value is malformed (data: its index); the script wrote nothing. The
     # library checks every value first, so this means a bug, reported as INTERNAL.
     BAD_ARGUMENT = 19
+    # The caller's deadline (on Redis's clock) has passed: its client has given up, so
+    # the script wrote nothing.
+    DEADLINE_PASSED = 20
 
 
 def lua_table(members: Iterable[Enum] = Outcome) -> str:

@@ -16,6 +16,8 @@ import redis.cluster
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from leasebroker.core.connections import connection_class
+
 log = logging.getLogger(__name__)
 
 MIN_REDIS_VERSION = (6, 2)
@@ -79,11 +81,16 @@ def connect(url: str, *, pool_size: int, cluster: bool = False) -> Store:
             url,
             max_connections=pool_size,
             connection_pool_class=redis.BlockingConnectionPool,
+            connection_class=connection_class(url),
             **options,
         )
         return Store(client, f"Redis Cluster at {safe_url(url)}", False)
     pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=pool_size, timeout=POOL_WAIT_S, **options
+        url,
+        max_connections=pool_size,
+        timeout=POOL_WAIT_S,
+        connection_class=connection_class(url),
+        **options,
     )
     return Store(redis.Redis(connection_pool=pool), f"Redis at {safe_url(url)}", False)
 

@@ -20,6 +20,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from leasebroker.core.deadline import call_deadline
 from leasebroker.core.errors import BrokerError, FieldViolation, Reason
 from leasebroker.core.validation import raise_if_invalid
 from leasebroker.wire.registration import UndecodableRequest
@@ -110,7 +111,8 @@ def rpc(method: Callable[[Any, Any, grpc.ServicerContext], Reply]) -> Callable[.
             remaining = context.time_remaining()
             if remaining is not None and remaining <= 0:
                 raise BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline had passed")
-            return method(self, request, context)
+            with call_deadline(remaining):
+                return method(self, request, context)
         except BrokerError as error:
             abort(context, error)
         except Exception:

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v1 import admin_pb2 as admin_pb
 from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.deadline import call_deadline
 from leasebroker.core.errors import BrokerError
 from leasebroker.wire.admin_service import SERVICE_NAME as ADMIN_SERVICE_NAME
 from leasebroker.wire.admin_service import LeaseAdmin
@@ -28,6 +29,10 @@ from leasebroker.wire.tls import ServerTls
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BookingService"].full_name
+# How often serve asks Redis for TIME (health, and the clock offset deadlines use), and
+# how long one probe waits: a hanging Redis is reported within about their sum.
+HEALTH_INTERVAL_S = 1.0
+HEALTH_PROBE_TIMEOUT_S = 1.0
 # Seconds in-flight calls get to finish after SIGTERM/SIGINT.
 SHUTDOWN_GRACE_S = 10.0
 # Handler threads of the admin service (operators only: a few are plenty).
@@ -139,12 +144,14 @@ def start_admin_server(
 def store_health_check(broker: LeaseBroker, servers: Sequence[RunningServer]) -> Callable[[], None]:
     """A check that reports NOT_SERVING on every server while Redis does not answer,
     so load balancers route around a broker whose store is gone, and SERVING again
-    once it answers."""
+    once it answers. Each probe waits at most HEALTH_PROBE_TIMEOUT_S, so a Redis that
+    hangs (accepts connections, never answers) looks like one that is down."""
     serving = [True]
 
     def check() -> None:
         try:
-            broker.now_ms()
+            with call_deadline(HEALTH_PROBE_TIMEOUT_S):
+                broker.now_ms()
             ok = True
         except BrokerError:
             ok = False

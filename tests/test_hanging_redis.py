@@ -1,0 +1,155 @@
+"""A Redis that hangs (accepts connections, never answers) looks like one that is down.
+
+The test starts its own redis-server on a free loopback port, freezes it with SIGSTOP
+and thaws it with SIGCONT, and stops it by PID. While it hangs: calls end at their
+deadline (not socket timeout x retries), health reports NOT_SERVING within about two
+seconds, and calls whose clients gave up never take a spot once Redis runs again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from leasebroker.api.v0 import booking_service_pb2 as pb
+from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
+from leasebroker.core.background import Periodic
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.keys import SlotId
+from leasebroker.core.settings import BrokerConfig
+from leasebroker.core.store import connect
+from leasebroker.core.units import NS_PER_S
+from leasebroker.wire.server import HEALTH_INTERVAL_S, start_server, store_health_check
+
+CALL_TIMEOUT_S = 1.0
+START_NS = (time.time_ns() // NS_PER_S + 86_400) * NS_PER_S
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def redis_process(tmp_path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run this test: redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    probe = redis.Redis(port=port, socket_timeout=1)
+    for _ in range(100):
+        try:
+            probe.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    probe.close()
+    try:
+        yield process, port
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.kill()
+        process.wait(timeout=10)
+
+
+def lease_request(ref: str) -> pb.CreateLeaseRequest:
+    lease = pb.Lease(merchant_id="m-1", service_id="cut", client_reference=ref)
+    lease.start_time.FromNanoseconds(START_NS)
+    lease.duration.FromSeconds(1800)
+    return pb.CreateLeaseRequest(lease=lease)
+
+
+def health_status(channel: grpc.Channel) -> Any:
+    stub = health_pb2_grpc.HealthStub(channel)
+    return stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+
+
+def test_a_hanging_redis_costs_calls_their_deadline_and_takes_no_spot(redis_process):
+    process, port = redis_process
+    store = connect(f"redis://127.0.0.1:{port}/0", pool_size=20)
+    broker = LeaseBroker(store.client, BrokerConfig(default_capacity=100))
+    durations: list[float] = []
+    original = broker.create_lease
+
+    def timed(request: Any) -> Any:
+        began = time.monotonic()
+        try:
+            return original(request)
+        finally:
+            durations.append(time.monotonic() - began)
+
+    broker.create_lease = timed  # type: ignore[method-assign]
+    running = start_server(broker, "127.0.0.1", 0, workers=16)
+    health = Periodic("store-health", store_health_check(broker, [running]), HEALTH_INTERVAL_S)
+    health.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    stub = pb_grpc.BookingServiceStub(channel)
+    try:
+        stub.CreateLease(lease_request("before"), timeout=10)  # also warms the pool
+        time.sleep(HEALTH_INTERVAL_S * 1.5)  # a fresh reading of Redis's clock
+        process.send_signal(signal.SIGSTOP)
+        frozen_at = time.monotonic()
+
+        codes: list[grpc.StatusCode] = []
+
+        def call(ref: str) -> None:
+            try:
+                stub.CreateLease(lease_request(ref), timeout=CALL_TIMEOUT_S)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as error:
+                codes.append(error.code())
+
+        callers = [threading.Thread(target=call, args=(f"during-{i}",)) for i in range(8)]
+        for caller in callers:
+            caller.start()
+        seen_down = None
+        while time.monotonic() - frozen_at < 4.0:
+            if (
+                seen_down is None
+                and health_status(channel) != health_pb2.HealthCheckResponse.SERVING
+            ):
+                seen_down = time.monotonic() - frozen_at
+            time.sleep(0.1)
+        for caller in callers:
+            caller.join(timeout=10)
+        assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 8
+        assert seen_down is not None and seen_down <= 2.5, seen_down
+        # Every handler gave up near its deadline while Redis still hung.
+        assert len(durations) == 9 and max(durations[1:]) < CALL_TIMEOUT_S + 0.75, durations
+
+        process.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while health_status(channel) != health_pb2.HealthCheckResponse.SERVING:
+            assert time.monotonic() < deadline, "health never recovered"
+            time.sleep(0.1)
+        status = broker.slot_status(SlotId("m-1", "cut", START_NS, 1800 * NS_PER_S))
+        assert status.holds == 1, "a call whose client gave up took a spot after the stall"
+        stub.CreateLease(lease_request("after"), timeout=10)
+        assert broker.slot_status(status.slot).holds == 2
+    finally:
+        process.send_signal(signal.SIGCONT)
+        health.stop()
+        channel.close()
+        running.stop(grace=None)
+        store.close()
