@@ -17,6 +17,7 @@ from leasebroker.cli.common import (
 from leasebroker.core.background import Periodic
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.model import InventorySlot
 from leasebroker.core.sweeper import SweeperThread
 from leasebroker.wire.feed import FeedError, read_feed
 from leasebroker.wire.server import (
@@ -34,16 +35,26 @@ from leasebroker.wire.tls import ServerTls, TlsError
 log = logging.getLogger("leasebroker")
 
 
-def _load_feed(broker: LeaseBroker, path: str, *, complete: bool = False) -> int:
+def _read_feed(path: str) -> dict[str, list[InventorySlot]]:
+    """The feed's inventories; a bad or hostile feed is a usage error (exit 2)."""
+    try:
+        return read_feed(path)
+    except FeedError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+
+
+def _load_feed(
+    broker: LeaseBroker,
+    inventories: dict[str, list[InventorySlot]],
+    path: str,
+    *,
+    complete: bool = False,
+) -> int:
     """Replace each merchant's inventory with its slots in the feed; returns the slot count.
 
     ``complete``: the feed lists every merchant, so any other merchant the broker
     knows is left offering nothing.
     """
-    try:
-        inventories = read_feed(path)
-    except FeedError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from exc
     try:
         if complete:
             total, withdrawn = broker.replace_all_inventories(inventories)
@@ -79,12 +90,13 @@ def serve(args: argparse.Namespace) -> int:
             tls.credentials()  # read the files now: a bad one is a usage error, not a crash
     except TlsError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
+    inventories = _read_feed(args.inventory) if args.inventory else None
     # One connection per handler thread, plus a few spare, so bursts never wait on the pool.
     admin_workers = ADMIN_WORKERS if admin_enabled else 0
     store = open_store(args, pool_size=args.workers + admin_workers + 4)
     broker = LeaseBroker(store.client, config)
-    if args.inventory:
-        _load_feed(broker, args.inventory)
+    if inventories is not None:
+        _load_feed(broker, inventories, args.inventory)
     try:
         running = start_server(broker, args.host, args.port, args.workers, tls)
     except (OSError, RuntimeError) as exc:
@@ -140,11 +152,13 @@ def load_inventory(args: argparse.Namespace) -> int:
             EXIT_USAGE,
         )
     config = config_from_args(args)
-    # Parse before connecting: a bad feed is reported without touching the store.
-    try:
-        read_feed(args.feed)
-    except FeedError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from exc
+    # Parse (once) before connecting: a bad feed is reported without touching the store.
+    inventories = _read_feed(args.feed)
     store = open_store(args, pool_size=2)
-    _load_feed(LeaseBroker(store.client, config), args.feed, complete=args.complete)
+    try:
+        _load_feed(
+            LeaseBroker(store.client, config), inventories, args.feed, complete=args.complete
+        )
+    finally:
+        store.close()
     return EXIT_OK

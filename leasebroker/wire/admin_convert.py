@@ -8,7 +8,6 @@ with :data:`SLOT_FIELDS` / :data:`SELECTION_FIELDS`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -37,7 +36,7 @@ from leasebroker.core.validation import (
 )
 from leasebroker.wire.booking_convert import duration_ns, timestamp_ns
 from leasebroker.wire.errors import FieldPaths
-from leasebroker.wire.feed import parse_feed
+from leasebroker.wire.feed import FeedError, decode_feed
 
 # A request whose slot is ``slot`` (GetSlotAvailability, SetSlotCapacity).
 SLOT_FIELDS = FieldPaths("slot", {"capacity": "capacity"})
@@ -190,10 +189,8 @@ def feed_from_json(feed_json: bytes) -> dict[str, list[InventorySlot]]:
     if not feed_json:
         raise_if_invalid([FieldViolation("feed_json", "is required")])
     try:
-        return parse_feed(json.loads(feed_json))
-    # FeedError, JSONDecodeError and UnicodeDecodeError are all ValueErrors, and any
-    # ValueError while parsing means bad input; RecursionError: JSON nested too deeply.
-    except (ValueError, RecursionError) as exc:
+        return decode_feed(feed_json, "feed_json")
+    except FeedError as exc:
         description = f"is not a valid availability feed: {exc}"
         raise BrokerError(
             Reason.INVALID_FIELD,

@@ -42,6 +42,10 @@ _UNSUPPORTED = ("recurrence", "schedule_exception")
 _INT_TEXT_RE = re.compile(r"-?[0-9]+")
 
 
+# The largest feed accepted, from a file or through the admin API's LoadInventory.
+MAX_FEED_BYTES = 64 * 1024 * 1024
+
+
 class FeedError(ValueError):
     """The feed cannot be loaded; the message says where and why. Nothing was loaded."""
 
@@ -49,12 +53,31 @@ class FeedError(ValueError):
 def read_feed(path: str | Path) -> dict[str, list[InventorySlot]]:
     """Parse a feed file into each merchant's complete inventory."""
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, "rb") as file:
+            data = file.read(MAX_FEED_BYTES + 1)
     except OSError as exc:
         raise FeedError(f"cannot read {path}: {exc.strerror}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FeedError(f"{path} is not valid JSON: {exc}") from exc
-    return parse_feed(document)
+    return decode_feed(data, str(path))
+
+
+def decode_feed(data: bytes, where: str = "the feed") -> dict[str, list[InventorySlot]]:
+    """Parse a feed's JSON bytes; FeedError (never another exception) for anything a
+    hostile or broken feed can hold: too large, not UTF-8 or JSON, nested too deeply,
+    numbers too long to convert."""
+    if len(data) > MAX_FEED_BYTES:
+        raise FeedError(f"{where} is larger than {MAX_FEED_BYTES // (1 << 20)} MiB")
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except RecursionError as exc:
+        raise FeedError(f"{where} is nested too deeply to be a feed") from exc
+    # JSONDecodeError, UnicodeDecodeError and Python's limit on the digits of an
+    # integer (ValueError) all mean the same: this is not a feed.
+    except ValueError as exc:
+        raise FeedError(f"{where} is not valid JSON: {exc}") from exc
+    try:
+        return parse_feed(document)
+    except RecursionError as exc:
+        raise FeedError(f"{where} is nested too deeply to be a feed") from exc
 
 
 def parse_feed(document: Any) -> dict[str, list[InventorySlot]]:

@@ -23,6 +23,7 @@ from leasebroker.core.errors import BrokerError
 from leasebroker.wire.admin_service import SERVICE_NAME as ADMIN_SERVICE_NAME
 from leasebroker.wire.admin_service import LeaseAdmin
 from leasebroker.wire.booking_service import BookingService
+from leasebroker.wire.feed import MAX_FEED_BYTES
 from leasebroker.wire.registration import add_servicer
 from leasebroker.wire.tls import ServerTls
 
@@ -38,7 +39,7 @@ SHUTDOWN_GRACE_S = 10.0
 # Handler threads of the admin service (operators only: a few are plenty).
 ADMIN_WORKERS = 4
 # The largest admin request accepted: LoadInventory carries a whole availability feed.
-ADMIN_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+ADMIN_MAX_MESSAGE_BYTES = MAX_FEED_BYTES
 
 
 @dataclass

@@ -4,6 +4,7 @@ TLS too). Also the client side, for ``leasebroker lease create``."""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,21 @@ def _read(path: str, what: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise TlsError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+
+
+def _check_pair(cert: str, key: str) -> None:
+    """Load the certificate chain and key together, as a TLS server would."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # A password callback, so an encrypted key fails here instead of prompting.
+        context.load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            raise TlsError(f"the TLS key {key} does not match the certificate {cert}") from exc
+        raise TlsError(
+            f"cannot use the TLS certificate {cert} with the key {key} "
+            f"(both PEM, the key unencrypted): {exc.reason or exc}"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -42,7 +58,11 @@ class ServerTls:
         return cls(cert, key, client_ca)
 
     def credentials(self) -> grpc.ServerCredentials:
+        """The server credentials; TlsError for a file that is missing or not PEM, and
+        for a key that does not belong to the certificate (gRPC itself would only say
+        "failed to bind", which sends an operator to look at the port)."""
         pair = (_read(self.key, "TLS key"), _read(self.cert, "TLS certificate"))
+        _check_pair(self.cert, self.key)
         if self.client_ca is None:
             return grpc.ssl_server_credentials([pair])
         return grpc.ssl_server_credentials(
