@@ -8,10 +8,7 @@ seconds, and calls whose clients gave up never take a spot once Redis runs again
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -20,8 +17,8 @@ from typing import Any
 
 import grpc
 import pytest
-import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from own_redis import own_redis
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
@@ -37,40 +34,10 @@ CALL_TIMEOUT_S = 1.0
 START_NS = (time.time_ns() // NS_PER_S + 86_400) * NS_PER_S
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def redis_process(tmp_path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    server = shutil.which("redis-server")
-    if server is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run this test: redis-server is not installed")
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    probe = redis.Redis(port=port, socket_timeout=1)
-    for _ in range(100):
-        try:
-            probe.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    probe.close()
-    try:
-        yield process, port
-    finally:
-        process.send_signal(signal.SIGCONT)
-        process.kill()
-        process.wait(timeout=10)
+    with own_redis(tmp_path) as server:
+        yield server.process, server.port
 
 
 def lease_request(ref: str) -> pb.CreateLeaseRequest:

@@ -14,6 +14,8 @@ import json
 import logging
 from typing import Any
 
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.errors import BrokerError
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.store import Store, StoreError, embedded_store, open_redis
 
@@ -73,6 +75,30 @@ def open_store(args: argparse.Namespace, pool_size: int) -> Store:
     for warning in warnings:
         log.warning("%s", warning)
     return store
+
+
+def open_broker(
+    args: argparse.Namespace, config: BrokerConfig, pool_size: int
+) -> tuple[Store, LeaseBroker]:
+    """The store (see :func:`open_store`) and a broker on it whose Redis user may run
+    every command the broker needs: else exit 2 naming the commands, before anything
+    is written (inside a script a denied command fails half-way)."""
+    store = open_store(args, pool_size)
+    broker = LeaseBroker(store.client, config)
+    try:
+        denied = broker.denied_commands()
+    except BrokerError as exc:
+        store.close()
+        message = f"cannot check the Redis user's permissions: {exc}"
+        raise CliError(message, EXIT_UNREACHABLE) from exc
+    if denied:
+        store.close()
+        raise CliError(
+            f"the Redis user may not run {', '.join(denied)}, which leasebroker needs "
+            "(docs/operations.md shows the ACL rule that allows every command it uses)",
+            EXIT_USAGE,
+        )
+    return store, broker
 
 
 def unreachable(what: str, exc: Exception) -> CliError:

@@ -11,7 +11,7 @@ from leasebroker.cli.common import (
     EXIT_USAGE,
     CliError,
     config_from_args,
-    open_store,
+    open_broker,
     unreachable,
 )
 from leasebroker.core.background import Periodic
@@ -93,8 +93,7 @@ def serve(args: argparse.Namespace) -> int:
     inventories = _read_feed(args.inventory) if args.inventory else None
     # One connection per handler thread, plus a few spare, so bursts never wait on the pool.
     admin_workers = ADMIN_WORKERS if admin_enabled else 0
-    store = open_store(args, pool_size=args.workers + admin_workers + 4)
-    broker = LeaseBroker(store.client, config)
+    store, broker = open_broker(args, config, pool_size=args.workers + admin_workers + 4)
     if inventories is not None:
         _load_feed(broker, inventories, args.inventory)
     try:
@@ -154,11 +153,9 @@ def load_inventory(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     # Parse (once) before connecting: a bad feed is reported without touching the store.
     inventories = _read_feed(args.feed)
-    store = open_store(args, pool_size=2)
+    store, broker = open_broker(args, config, pool_size=2)
     try:
-        _load_feed(
-            LeaseBroker(store.client, config), inventories, args.feed, complete=args.complete
-        )
+        _load_feed(broker, inventories, args.feed, complete=args.complete)
     finally:
         store.close()
     return EXIT_OK

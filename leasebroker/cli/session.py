@@ -19,7 +19,7 @@ from leasebroker.cli.common import (
     EXIT_USAGE,
     CliError,
     config_from_args,
-    open_store,
+    open_broker,
 )
 from leasebroker.cli.tables import json_text
 from leasebroker.core.broker import LeaseBroker
@@ -46,8 +46,7 @@ class Session:
                     f"{self.args.operator} needs --redis-url (or LEASEBROKER_REDIS_URL)",
                     EXIT_USAGE,
                 )
-            self._store = open_store(self.args, pool_size=2)
-            self._broker = LeaseBroker(self._store.client, self.config)
+            self._store, self._broker = open_broker(self.args, self.config, pool_size=2)
         return self._broker
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +15,7 @@ from leasebroker.core.deadline import RedisClock, expired
 from leasebroker.core.errors import BrokerError, FieldViolation, Reason
 from leasebroker.core.keys import IdKind, KeyBuilder, ParsedId, SlotId, parse_public_id
 from leasebroker.core.outcomes import Outcome
+from leasebroker.core.permissions import REQUIRED_COMMANDS
 from leasebroker.core.redis_errors import is_unavailable
 from leasebroker.core.scripts import Scripts
 from leasebroker.core.settings import BrokerConfig
@@ -45,6 +47,16 @@ def _connection_option(client: Any, name: str) -> Any:
 
 def unavailable(exc: Exception) -> BrokerError:
     return BrokerError(Reason.STORE_UNAVAILABLE, "the lease store is unreachable; safe to retry")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _denied_name(message: str) -> str:
+    """The command a NOPERM reply names ("... to run the 'evalsha' command")."""
+    found = re.search(r"run the '([^']+)' command", message)
+    return found[1].upper() if found else message
 
 
 def store_error(exc: redis.exceptions.RedisError, what: str) -> BrokerError:
@@ -148,6 +160,18 @@ class BrokerCore:
             if bound is not None:
                 problems.append(check_instant(bound, name))
         raise_if_invalid(problems)
+
+    def denied_commands(self) -> list[str]:
+        """The commands the broker needs that this Redis user may not run (empty: all
+        allowed). Run it at start: inside a script a denied command fails half-way."""
+        script = self.scripts["check_permissions"]
+        try:
+            reply = script([self.keys.probe()], list(REQUIRED_COMMANDS))
+        except redis.exceptions.NoPermissionError as exc:  # EVALSHA or SCRIPT LOAD itself
+            return [_denied_name(str(exc))]
+        except redis.exceptions.RedisError as exc:
+            raise store_error(exc, "check_permissions") from exc
+        return sorted(_text(name) for name in reply[1:])
 
     def now_ms(self) -> int:
         """Redis's clock, for views that tell a live hold from an expired one. Each

@@ -221,6 +221,10 @@ class KeyBuilder:
         """Registry of merchant ids (SET) that the expiry sweeper walks; no hash tag."""
         return f"{self.prefix}:merchants"
 
+    def probe(self) -> str:
+        """The scratch key the start-up permission check writes and deletes; no hash tag."""
+        return f"{self.prefix}:probe"
+
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""
         return f"{self.prefix}:*"

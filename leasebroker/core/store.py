@@ -135,18 +135,25 @@ def check_server(client: Any) -> list[str]:
       is a silent double grant. Managed services that hide CONFIG get a warning too.
     """
     warnings: list[str] = []
-    info = client.info("server")
+    try:
+        info = client.info("server")
+    except redis.exceptions.NoPermissionError:
+        info = {}
+        warnings.append(
+            "could not read the Redis version (INFO is not allowed for this user); "
+            "leasebroker needs Redis 6.2 or newer"
+        )
     if "redis_version" in info:  # a single node; a cluster client answers per node
         versions = [info["redis_version"]]
     else:
-        versions = [node["redis_version"] for node in info.values()]
+        versions = [node["redis_version"] for node in info.values() if isinstance(node, dict)]
     for version in versions:
         parsed = tuple(int(p) for p in str(version).split(".")[:2])
         if parsed < MIN_REDIS_VERSION:
             raise RuntimeError(f"Redis {version} is too old; leasebroker needs 6.2 or newer")
     try:
         policy = client.config_get("maxmemory-policy")
-    except redis.ResponseError:
+    except redis.exceptions.ResponseError:
         warnings.append(
             "could not read maxmemory-policy (CONFIG is disabled); make sure it is "
             "noeviction: an evicted hold is a silent double booking"
