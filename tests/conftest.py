@@ -3,6 +3,7 @@
 The real server is skipped only when it cannot be reached, and never in CI
 (``CI`` set): there an unreachable server fails the test run instead.
 Each test gets its own key prefix and its keys are deleted afterwards.
+What the fixtures are built from (constants, builders, the Clock) is in support.py.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import fakeredis
 import grpc
 import pytest
 import redis
+from support import REAL_REDIS_URL, Clock, stored_keys
 
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.wire.server import start_server
 
-REAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 BACKENDS = ["fake", "real"]
 
 
@@ -40,7 +41,7 @@ def real_redis_or_skip() -> redis.Redis:
 
 
 def delete_prefix(client: Any, prefix: str) -> None:
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    keys = stored_keys(client, prefix)
     if keys:
         client.delete(*keys)
 
@@ -88,22 +89,61 @@ def broker(make_broker: Callable[..., LeaseBroker]) -> LeaseBroker:
 
 
 @pytest.fixture
-def make_stub() -> Iterator[Callable[[LeaseBroker], pb_grpc.BookingServiceStub]]:
-    """``make_stub(broker)``: a real gRPC server on an ephemeral port and a client stub for it."""
-    started: list[Any] = []
+def unreachable_broker() -> Iterator[LeaseBroker]:
+    """A broker whose store never answers (nothing listens on port 1)."""
+    client = redis.Redis(host="127.0.0.1", port=1, protocol=2, socket_connect_timeout=0.2)
+    yield LeaseBroker(client, BrokerConfig(key_prefix="lbtest-unreachable"))
+    client.close()
 
-    def make(broker: LeaseBroker) -> pb_grpc.BookingServiceStub:
-        running = start_server(broker, "127.0.0.1", 0, workers=16)
+
+@pytest.fixture
+def clock(backend: str, monkeypatch: pytest.MonkeyPatch, redis_client: Any) -> Clock:
+    """The store's clock: read it, let time pass, or hold it still (support.Clock)."""
+    return Clock(backend, monkeypatch, redis_client)
+
+
+@pytest.fixture
+def channel_to() -> Iterator[Callable[[Any], grpc.Channel]]:
+    """``channel_to(running)``: a channel to a server the test started; after the test
+    every such channel is closed and its server stopped."""
+    opened: list[tuple[Any, grpc.Channel]] = []
+
+    def open_channel(running: Any) -> grpc.Channel:
         channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
-        started.append((running, channel))
-        return pb_grpc.BookingServiceStub(channel)
+        opened.append((running, channel))
+        return channel
 
-    yield make
-    for running, channel in started:
+    yield open_channel
+    for running, channel in opened:
         channel.close()
         running.stop(grace=None)
 
 
 @pytest.fixture
+def make_stub(channel_to: Callable[[Any], grpc.Channel]) -> Callable[..., Any]:
+    """``make_stub(broker)``: a real gRPC server on an ephemeral port and a client stub for it."""
+
+    def make(broker: LeaseBroker) -> pb_grpc.BookingServiceStub:
+        return pb_grpc.BookingServiceStub(
+            channel_to(start_server(broker, "127.0.0.1", 0, workers=16))
+        )
+
+    return make
+
+
+@pytest.fixture
 def stub(broker: LeaseBroker, make_stub: Callable[..., Any]) -> pb_grpc.BookingServiceStub:
     return make_stub(broker)
+
+
+@pytest.fixture
+def store_args(key_prefix: str) -> list[str]:
+    """The command-line options for this test's store: the real Redis, this test's prefix."""
+    return ["--redis-url", REAL_REDIS_URL, "--key-prefix", key_prefix]
+
+
+@pytest.fixture
+def no_leasebroker_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test sees no LEASEBROKER_* variable unless it sets one."""
+    for name in [name for name in os.environ if name.startswith("LEASEBROKER_")]:
+        monkeypatch.delenv(name)

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -20,7 +20,23 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from helpers import DURATION_S, NS_PER_S, START_NS, START_S, ServeProcess, call_status, run_cli
+from support import (
+    HOUR_NS,
+    MERCHANT,
+    START_NS,
+    START_S,
+    ServeProcess,
+    assert_status,
+    availability_feed,
+    book,
+    call_status,
+    client_info,
+    feed_entry,
+    hold,
+    run_cli,
+    slot,
+    unknown_id,
+)
 
 from leasebroker.api.v0 import booking_service_pb2 as v0
 from leasebroker.api.v0 import booking_service_pb2_grpc as v0_grpc
@@ -28,17 +44,17 @@ from leasebroker.api.v1 import admin_pb2 as pb
 from leasebroker.api.v1 import admin_pb2_grpc as pb_grpc
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
-from leasebroker.core.keys import IdKind, SlotId, make_public_id, new_token
-from leasebroker.core.model import BookingRequest, InventorySlot, Lease, LeaseRequest
+from leasebroker.core.keys import IdKind, SlotId
+from leasebroker.core.model import InventorySlot
+from leasebroker.core.units import NS_PER_MS, NS_PER_S
 from leasebroker.wire.server import start_admin_server, start_server
 
-NS_PER_MS = 1_000_000
 MINUTE_MS = 60_000
 HOUR_S = 3600
-MERCHANT = "merchant-1"
-SLOT = SlotId(MERCHANT, "haircut", START_NS, DURATION_S * NS_PER_S)
-LATER_SLOT = SlotId(MERCHANT, "haircut", START_NS + HOUR_S * NS_PER_S, DURATION_S * NS_PER_S)
-CLIENT = v0.ClientInformation(given_name="Ada", family_name="L", telephone="+15550100")
+SLOT = slot()
+LATER_SLOT = slot(start_ns=START_NS + HOUR_NS)
+# The client book() books for (see support.client_info).
+CLIENT = client_info()
 ADMIN_LISTENING_RE = re.compile(r"admin listening on (?P<host>\S+):(?P<port>\d+)")
 
 
@@ -46,20 +62,15 @@ ADMIN_LISTENING_RE = re.compile(r"admin listening on (?P<host>\S+):(?P<port>\d+)
 
 
 @pytest.fixture
-def start_admin() -> Iterator[Callable[..., pb_grpc.LeaseAdminStub]]:
+def start_admin(channel_to: Callable[..., grpc.Channel]) -> Callable[..., pb_grpc.LeaseAdminStub]:
     """``start_admin(broker, **options)``: an admin server on an ephemeral port, and a stub."""
-    started: list[Any] = []
 
     def start(broker: LeaseBroker, **options: Any) -> pb_grpc.LeaseAdminStub:
-        running = start_admin_server(broker, "127.0.0.1", 0, **options)
-        channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
-        started.append((running, channel))
-        return pb_grpc.LeaseAdminStub(channel)
+        return pb_grpc.LeaseAdminStub(
+            channel_to(start_admin_server(broker, "127.0.0.1", 0, **options))
+        )
 
-    yield start
-    for running, channel in started:
-        channel.close()
-        running.stop(grace=None)
+    return start
 
 
 @pytest.fixture
@@ -79,20 +90,6 @@ def slot_pb(slot: SlotId) -> pb.Slot:
     return message
 
 
-def lease(broker: LeaseBroker, slot: SlotId = SLOT, ref: str = "ref-1", **fields: Any) -> Lease:
-    return broker.create_lease(LeaseRequest(slot=slot, client_reference=ref, **fields))
-
-
-def book(broker: LeaseBroker, lease_id: str, client: v0.ClientInformation = CLIENT) -> Any:
-    serialized = client.SerializeToString(deterministic=True)
-    return broker.create_booking(BookingRequest(lease_id=lease_id, client_information=serialized))
-
-
-def unknown_id(kind: str) -> str:
-    """A well-formed id of ``kind`` that names no record."""
-    return make_public_id(kind, MERCHANT, new_token())
-
-
 def extension(seconds: float) -> Duration:
     d = Duration()
     d.FromNanoseconds(int(seconds * NS_PER_S))
@@ -104,11 +101,7 @@ def expect(
 ) -> dict[str, str]:
     """The call fails with ``code`` and ErrorInfo ``reason`` (domain leasebroker), and its
     BadRequest names exactly ``fields``; returns the violations."""
-    details = call_status(call, request, timeout=10)
-    assert details is not None, "the call succeeded"
-    assert (details.code, details.domain, details.reason) == (code, "leasebroker", reason)
-    assert set(details.violations) == (fields or set())
-    return details.violations
+    return assert_status(call_status(call, request, timeout=10), code, reason, fields)
 
 
 def invalid(call: Any, request: Any, *fields: str) -> dict[str, str]:
@@ -116,18 +109,7 @@ def invalid(call: Any, request: Any, *fields: str) -> dict[str, str]:
 
 
 def feed(*entries: dict[str, Any]) -> bytes:
-    return json.dumps({"service_availability": [{"availability": list(entries)}]}).encode()
-
-
-def entry(merchant: str = MERCHANT, start_s: int = START_S, spots: int = 1, **more: Any) -> dict:
-    return {
-        "merchant_id": merchant,
-        "service_id": "haircut",
-        "start_sec": start_s,
-        "duration_sec": DURATION_S,
-        "spots_open": spots,
-        **more,
-    }
+    return json.dumps(availability_feed(*entries)).encode()
 
 
 def inventory(broker: LeaseBroker, *items: tuple[SlotId, int]) -> None:
@@ -138,7 +120,7 @@ def inventory(broker: LeaseBroker, *items: tuple[SlotId, int]) -> None:
 
 
 def test_get_lease_returns_every_field_of_a_held_lease(broker, admin):
-    granted = lease(broker, dataclasses.replace(SLOT, staff_id="s1"), availability_tag="tag-7")
+    granted = hold(broker, dataclasses.replace(SLOT, staff_id="s1"), availability_tag="tag-7")
     info = admin.GetLease(pb.GetLeaseRequest(lease_id=granted.lease_id))
     assert info.lease_id == granted.lease_id
     assert info.slot == slot_pb(granted.slot)
@@ -153,7 +135,7 @@ def test_get_lease_returns_every_field_of_a_held_lease(broker, admin):
 
 
 def test_get_lease_of_a_consumed_lease_names_its_booking(broker, admin):
-    granted = lease(broker)
+    granted = hold(broker)
     booking = book(broker, granted.lease_id)
     info = admin.GetLease(pb.GetLeaseRequest(lease_id=granted.lease_id))
     assert info.state == pb.CONSUMED
@@ -183,7 +165,7 @@ def test_get_lease_without_an_id_is_invalid(admin):
 
 
 def test_get_booking_returns_every_field_and_follows_a_cancel(broker, admin):
-    granted = lease(broker)
+    granted = hold(broker)
     booking = book(broker, granted.lease_id)
     info = admin.GetBooking(pb.GetBookingRequest(booking_id=booking.booking_id))
     assert info.booking_id == booking.booking_id
@@ -225,9 +207,9 @@ def test_get_booking_without_an_id_is_invalid(admin):
 def test_list_leases_filters_by_slot_and_start_range(make_broker, start_admin):
     broker = make_broker(default_capacity=5)
     admin = start_admin(broker)
-    first = lease(broker, SLOT, "a")
-    second = lease(broker, SLOT, "b")
-    later = lease(broker, LATER_SLOT, "c")
+    first = hold(broker, SLOT, "a")
+    second = hold(broker, SLOT, "b")
+    later = hold(broker, LATER_SLOT, "c")
 
     def ids(**fields: Any) -> list[set[str]]:
         """The listed ids grouped by slot start, in order (leases of one slot created
@@ -261,7 +243,7 @@ def test_list_leases_of_an_unknown_merchant_is_empty(admin):
 
 
 def test_list_leases_leaves_out_released_leases(broker, admin):
-    granted = lease(broker)
+    granted = hold(broker)
     broker.release_lease(granted.lease_id)
     assert list(admin.ListLeases(pb.ListLeasesRequest(merchant_id=MERCHANT)).leases) == []
 
@@ -294,8 +276,8 @@ def test_list_leases_rejects_bad_filters(admin):
 
 
 def test_list_bookings_lists_cancelled_ones_too_and_filters(broker, admin):
-    first = book(broker, lease(broker, SLOT, "a").lease_id)
-    later = book(broker, lease(broker, LATER_SLOT, "b").lease_id)
+    first = book(broker, hold(broker, SLOT, "a").lease_id)
+    later = book(broker, hold(broker, LATER_SLOT, "b").lease_id)
     broker.cancel_booking(first.booking_id)
 
     def bookings(**fields: Any) -> list[tuple[str, int]]:
@@ -328,7 +310,7 @@ def test_list_bookings_rejects_bad_filters(admin):
 
 
 def test_release_lease_frees_the_spot_and_is_idempotent(broker, admin):
-    granted = lease(broker)
+    granted = hold(broker)
     assert broker.slot_status(SLOT).holds == 1
     info = admin.ReleaseLease(pb.ReleaseLeaseRequest(lease_id=granted.lease_id))
     assert info.state == pb.RELEASED
@@ -339,7 +321,7 @@ def test_release_lease_frees_the_spot_and_is_idempotent(broker, admin):
 
 
 def test_release_lease_errors(broker, admin):
-    consumed = lease(broker)
+    consumed = hold(broker)
     book(broker, consumed.lease_id)
     call = admin.ReleaseLease
     expect(
@@ -362,7 +344,7 @@ def test_release_lease_errors(broker, admin):
 
 
 def test_extend_lease_moves_the_expiry_and_checks_the_fencing_token(broker, admin):
-    granted = lease(broker)
+    granted = hold(broker)
     request = pb.ExtendLeaseRequest(
         lease_id=granted.lease_id, extension=extension(60), expected_fencing_token=granted.fence
     )
@@ -379,7 +361,7 @@ def test_extend_lease_moves_the_expiry_and_checks_the_fencing_token(broker, admi
 def test_extend_lease_is_capped_at_the_maximum_hold(make_broker, start_admin):
     broker = make_broker(default_hold_ms=MINUTE_MS, max_hold_ms=5 * MINUTE_MS)
     admin = start_admin(broker)
-    granted = lease(broker)
+    granted = hold(broker)
     info = admin.ExtendLease(
         pb.ExtendLeaseRequest(lease_id=granted.lease_id, extension=extension(3 * HOUR_S))
     )
@@ -387,7 +369,7 @@ def test_extend_lease_is_capped_at_the_maximum_hold(make_broker, start_admin):
 
 
 def test_extend_lease_with_a_stale_fencing_token_fails_precondition(broker, admin):
-    granted = lease(broker)
+    granted = hold(broker)
     for token in (granted.fence - 1, granted.fence + 1):
         expect(
             admin.ExtendLease,
@@ -402,7 +384,7 @@ def test_extend_lease_with_a_stale_fencing_token_fails_precondition(broker, admi
 
 
 def test_extend_lease_of_a_consumed_lease_fails_precondition(broker, admin):
-    granted = lease(broker)
+    granted = hold(broker)
     book(broker, granted.lease_id)
     expect(
         admin.ExtendLease,
@@ -413,9 +395,9 @@ def test_extend_lease_of_a_consumed_lease_fails_precondition(broker, admin):
 
 
 def test_extend_lease_of_an_ended_or_unknown_lease_is_not_found(broker, admin):
-    released = lease(broker, ref="released")
+    released = hold(broker, ref="released")
     broker.release_lease(released.lease_id)
-    short = lease(broker, LATER_SLOT, "short", requested_expiry_ns=time.time_ns() + 300 * NS_PER_MS)
+    short = hold(broker, LATER_SLOT, "short", requested_expiry_ns=time.time_ns() + 300 * NS_PER_MS)
     # Wait (bounded) until the short lease's hold has ended on the store's clock.
     deadline = time.monotonic() + 10
     while admin.GetLease(pb.GetLeaseRequest(lease_id=short.lease_id)).state != pb.EXPIRED:
@@ -462,8 +444,8 @@ def test_slot_availability_counts_holds_and_bookings(make_broker, start_admin):
     assert empty.slot == slot_pb(SLOT)
     assert (empty.capacity, empty.capacity_source) == (3, pb.DEFAULT)
     assert (empty.holds, empty.bookings, empty.free) == (0, 0, 3)
-    lease(broker, ref="a")
-    book(broker, lease(broker, ref="b").lease_id)
+    hold(broker, ref="a")
+    book(broker, hold(broker, ref="b").lease_id)
     used = admin.GetSlotAvailability(request)
     assert (used.holds, used.bookings, used.free) == (1, 1, 1)
 
@@ -535,7 +517,7 @@ def test_slot_availability_rejects_bad_start_times_and_names_every_bad_field(adm
 def test_list_slot_availability_covers_one_day_of_inventory_and_leases(broker, admin):
     next_day = SlotId(MERCHANT, "haircut", START_NS + 25 * HOUR_S * NS_PER_S, SLOT.duration_ns)
     inventory(broker, (SLOT, 2), (LATER_SLOT, 1), (next_day, 1))
-    lease(broker, LATER_SLOT)
+    hold(broker, LATER_SLOT)
     request = pb.ListSlotAvailabilityRequest(merchant_id=MERCHANT)
     request.day_start.FromNanoseconds(START_NS)
     reply = admin.ListSlotAvailability(request)
@@ -547,7 +529,7 @@ def test_list_slot_availability_covers_one_day_of_inventory_and_leases(broker, a
 
 
 def test_list_slot_availability_includes_leased_slots_without_inventory(broker, admin):
-    lease(broker)
+    hold(broker)
     request = pb.ListSlotAvailabilityRequest(merchant_id=MERCHANT)
     request.day_start.FromNanoseconds(START_NS - HOUR_S * NS_PER_S)
     (only,) = admin.ListSlotAvailability(request).slots
@@ -569,9 +551,9 @@ def test_list_slot_availability_rejects_bad_requests(admin):
 def test_load_inventory_replaces_each_merchants_inventory(broker, admin):
     inventory(broker, (LATER_SLOT, 9))  # replaced by the feed, not merged with it
     document = feed(
-        entry(spots=2),
-        entry(start_s=START_S + HOUR_S, spots=0, resources={"staff_id": "s1"}),
-        entry(merchant="merchant-2", spots=4),
+        feed_entry(spots_open=2),
+        feed_entry(start_sec=START_S + HOUR_S, spots_open=0, resources={"staff_id": "s1"}),
+        feed_entry(merchant_id="merchant-2", spots_open=4),
     )
     reply = admin.LoadInventory(pb.LoadInventoryRequest(feed_json=document))
     assert (reply.merchants, reply.slots) == (2, 3)
@@ -585,7 +567,7 @@ def test_load_inventory_replaces_each_merchants_inventory(broker, admin):
 
 def test_complete_load_inventory_withdraws_omitted_merchants(broker, admin):
     inventory(broker, (LATER_SLOT, 9))  # MERCHANT has an inventory; the feed omits it
-    document = feed(entry(merchant="merchant-2", spots=4))
+    document = feed(feed_entry(merchant_id="merchant-2", spots_open=4))
     plain = admin.LoadInventory(pb.LoadInventoryRequest(feed_json=document))
     assert list(plain.withdrawn_merchants) == []
     assert len(admin.GetInventory(pb.GetInventoryRequest(merchant_id=MERCHANT)).slots) == 1
@@ -596,7 +578,7 @@ def test_complete_load_inventory_withdraws_omitted_merchants(broker, admin):
 
 
 def test_load_inventory_takes_a_bare_array_feed(admin):
-    document = json.dumps([entry(spots=3)]).encode()
+    document = json.dumps([feed_entry(spots_open=3)]).encode()
     reply = admin.LoadInventory(pb.LoadInventoryRequest(feed_json=document))
     assert (reply.merchants, reply.slots) == (1, 1)
 
@@ -608,11 +590,15 @@ BAD_FEEDS = {
     "deep": b"[" * 100_000 + b"]" * 100_000,
     "no-entries": b"[]",
     "wrong-shape": b'{"feeds": []}',
-    "negative-spots": json.dumps([entry(spots=-1)]).encode(),
-    "missing-start": json.dumps([{k: v for k, v in entry().items() if k != "start_sec"}]).encode(),
-    "listed-twice": json.dumps([entry(), entry()]).encode(),
+    "negative-spots": json.dumps([feed_entry(spots_open=-1)]).encode(),
+    "missing-start": json.dumps([feed_entry(start_sec=None)]).encode(),
+    "listed-twice": json.dumps([feed_entry(), feed_entry()]).encode(),
     "restricted": json.dumps(
-        {"service_availability": [{"merchant_id_restrict": MERCHANT, "availability": [entry()]}]}
+        {
+            "service_availability": [
+                {"merchant_id_restrict": MERCHANT, "availability": [feed_entry()]}
+            ]
+        }
     ).encode(),
 }
 
@@ -628,7 +614,7 @@ def test_load_inventory_rejects_a_bad_feed_and_loads_nothing(admin, document):
 
 def test_load_inventory_larger_than_the_message_limit_is_resource_exhausted(broker, start_admin):
     admin = start_admin(broker, max_message_bytes=64 * 1024)
-    padded = json.dumps([entry(availability_tag="x" * 100_000)]).encode()
+    padded = json.dumps([feed_entry(availability_tag="x" * 100_000)]).encode()
     details = call_status(
         admin.LoadInventory, pb.LoadInventoryRequest(feed_json=padded), timeout=10
     )
@@ -662,12 +648,12 @@ def test_set_slot_capacity_reports_the_previous_capacity(broker, admin):
 
 
 def test_lowering_capacity_keeps_existing_holds_and_refuses_new_ones(broker, admin):
-    lease(broker, ref="a")
+    hold(broker, ref="a")
     admin.SetSlotCapacity(pb.SetSlotCapacityRequest(slot=slot_pb(SLOT), capacity=1))
     status = admin.GetSlotAvailability(pb.GetSlotAvailabilityRequest(slot=slot_pb(SLOT)))
     assert (status.holds, status.free) == (1, 0)
     with pytest.raises(BrokerError) as refused:
-        lease(broker, ref="b")
+        hold(broker, ref="b")
     assert refused.value.reason is Reason.SLOT_FULL
 
 
@@ -690,10 +676,10 @@ def test_set_slot_capacity_rejects_bad_requests(admin):
 def test_operator_flow_load_inspect_extend_release(make_broker, start_admin):
     broker = make_broker(default_hold_ms=2 * MINUTE_MS, max_hold_ms=10 * MINUTE_MS)
     admin = start_admin(broker)
-    loaded = admin.LoadInventory(pb.LoadInventoryRequest(feed_json=feed(entry(spots=1))))
+    loaded = admin.LoadInventory(pb.LoadInventoryRequest(feed_json=feed(feed_entry(spots_open=1))))
     assert (loaded.merchants, loaded.slots) == (1, 1)
 
-    granted = lease(broker)  # as CreateLease would, through the broker
+    granted = hold(broker)  # as CreateLease would, through the broker
     (listed,) = admin.ListLeases(pb.ListLeasesRequest(merchant_id=MERCHANT)).leases
     assert listed.lease_id == granted.lease_id
     assert listed.fencing_token == granted.fence >= 1
@@ -716,7 +702,7 @@ def test_operator_flow_load_inspect_extend_release(make_broker, start_admin):
     assert (status.capacity, status.holds, status.bookings, status.free) == (1, 0, 0, 1)
     assert list(admin.ListLeases(pb.ListLeasesRequest(merchant_id=MERCHANT)).leases) == []
     # The next holder of the spot gets a larger fencing token.
-    assert lease(broker, ref="next").fence > granted.fence
+    assert hold(broker, ref="next").fence > granted.fence
 
 
 # --- The admin server itself.
@@ -765,7 +751,7 @@ def test_each_server_serves_only_its_own_service(broker):
 
 def test_serve_starts_the_admin_server_on_its_own_port(tmp_path):
     path = tmp_path / "feed.json"
-    path.write_bytes(feed(entry(spots=2)))
+    path.write_bytes(feed(feed_entry(spots_open=2)))
     with ServeProcess(["--admin-port", "0", "--inventory", str(path)]) as server:
         port = server.wait_listening()
         # The BookingService's line comes first, so tools that take the first

@@ -2,7 +2,8 @@
 library operations around them, on fakeredis and the real Redis.
 
 Clock-dependent outcomes are judged on Redis's clock. Holds expire without long sleeps:
-150 ms holds, then the store's time is moved on by 0.3 s (see lifecycle_helpers.Clock).
+150 ms holds, then the store's time is moved on by 0.3 s (see support.Clock). Retries
+after a lost reply need a real socket, so they run on the real Redis only.
 """
 
 from __future__ import annotations
@@ -10,26 +11,31 @@ from __future__ import annotations
 import base64
 import dataclasses
 import time
+from typing import Any
 
 import grpc
 import pytest
-from lifecycle_helpers import (
+import redis
+from support import (
     DURATION_NS,
     HOUR_NS,
     MERCHANT,
-    NS_PER_MS,
     PAST_SHORT_HOLD_S,
+    REAL_REDIS_URL,
     SHORT_HOLD,
     START_NS,
-    Clock,
     booking_request,
     cancel_request,
     client_bytes,
     client_info,
     create_booking_request,
+    events,
     failure,
+    grpc_book,
     grpc_lease,
+    lease_and_book,
     lease_request,
+    outcome,
     pb_lease,
     refusal,
     reschedule_request,
@@ -37,9 +43,13 @@ from lifecycle_helpers import (
 )
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
+from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import Reason
 from leasebroker.core.keys import IdKind, parse_public_id
 from leasebroker.core.model import InventorySlot
+from leasebroker.core.settings import BrokerConfig
+from leasebroker.core.store import connect
+from leasebroker.core.units import NS_PER_MS
 
 # PaymentInformation's fields are unverified (api-v0.md 2.13), so the proto declares none:
 # everything a client sends is unknown fields, and must come back byte for byte.
@@ -51,29 +61,10 @@ PAYMENT_BYTES = (
 CANCELED_ON_THE_WIRE = b"\x38\x04"
 
 
-@pytest.fixture
-def clock(backend, monkeypatch, redis_client):
-    return Clock(backend, monkeypatch, redis_client)
-
-
 def payment() -> pb.PaymentInformation:
     info = pb.PaymentInformation()
     info.MergeFromString(PAYMENT_BYTES)
     return info
-
-
-def book(stub, lease_id: str, name: str = "Ada") -> pb.Booking:
-    return stub.CreateBooking(create_booking_request(lease_id, client_info(name))).booking
-
-
-def lease_and_book(broker, s=None, ref: str = "ref-1", name: str = "Ada"):
-    """A lease on ``s`` and its booking, through the library."""
-    lease = broker.create_lease(lease_request(client_reference=ref, **_slot_kwargs(s)))
-    return lease, broker.create_booking(booking_request(lease.lease_id, name))
-
-
-def _slot_kwargs(s) -> dict:
-    return {} if s is None else dataclasses.asdict(s)
 
 
 def counts(broker, s) -> tuple[int, int]:
@@ -128,13 +119,15 @@ def test_create_booking_consumes_a_live_lease(broker, stub):
 def test_every_booking_gets_a_fresh_id(make_broker, make_stub):
     broker = make_broker(default_capacity=3)
     stub = make_stub(broker)
-    ids = {book(stub, grpc_lease(stub, slot(), f"ref-{i}").lease_id).booking_id for i in range(3)}
+    ids = {
+        grpc_book(stub, grpc_lease(stub, slot(), f"ref-{i}").lease_id).booking_id for i in range(3)
+    }
     assert len(ids) == 3
     assert counts(broker, slot()) == (0, 3)
 
 
 def test_booking_without_payment_has_none(broker, stub):
-    booking = book(stub, grpc_lease(stub, slot()).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, slot()).lease_id)
     assert not booking.HasField("payment_information")
     assert broker.get_booking(booking.booking_id).payment_information is None
 
@@ -165,7 +158,7 @@ def test_retry_with_the_same_client_returns_the_same_booking(broker, stub):
 
 def test_retry_with_another_client_is_already_exists(broker, stub):
     lease = grpc_lease(stub, slot())
-    first = book(stub, lease.lease_id, "Ada")
+    first = grpc_book(stub, lease.lease_id, "Ada")
     error = failure(stub.CreateBooking, create_booking_request(lease.lease_id, client_info("Bob")))
     assert (error.code, error.domain, error.reason) == (
         grpc.StatusCode.ALREADY_EXISTS,
@@ -179,6 +172,23 @@ def test_retry_with_another_client_is_already_exists(broker, stub):
     stored = broker.get_booking(first.booking_id)
     assert stored.client_information == client_bytes("Ada")
     assert counts(broker, slot()) == (0, 1)
+
+
+@pytest.mark.parametrize("backend", ["fake"])  # needs a minute of store time
+# Regression (review finding, fixed): see the commit that removed its xfail.
+def test_replayed_booked_lease_can_be_booked_again_by_the_same_client(make_broker, clock):
+    broker = make_broker(record_retention_ms=60_000, default_hold_ms=600_000)
+    request = lease_request()
+    lease = broker.create_lease(request)
+    booking = broker.create_booking(booking_request(lease.lease_id))
+    clock.advance(90)  # past the retention, well within the 10-minute hold
+
+    replay = broker.create_lease(request)  # a late CreateLease retry
+    assert (replay.lease_id, replay.replayed) == (lease.lease_id, True)
+    # docs/semantics.md: "If the client then retries CreateBooking with it, it gets its
+    # booking back."
+    again = outcome(broker.create_booking, booking_request(replay.lease_id))
+    assert getattr(again, "booking_id", again) == booking.booking_id
 
 
 @pytest.mark.parametrize(
@@ -201,7 +211,7 @@ def test_invalid_client_information_is_invalid_argument(broker, stub, client, ba
     # Nothing was consumed: the lease still books.
     assert broker.get_lease(lease.lease_id).state == "held"
     assert counts(broker, slot()) == (1, 0)
-    assert book(stub, lease.lease_id).status == pb.CONFIRMED
+    assert grpc_book(stub, lease.lease_id).status == pb.CONFIRMED
 
 
 def _swap_merchant(lease_id: str) -> str:
@@ -271,7 +281,7 @@ def test_capacity_lowered_below_the_leases_books_only_up_to_it(broker, stub):
     broker.set_capacity(slot(), 2)
     first, second = (grpc_lease(stub, slot(), f"ref-{i}") for i in range(2))
     broker.set_capacity(slot(), 1)
-    assert book(stub, first.lease_id).status == pb.CONFIRMED
+    assert grpc_book(stub, first.lease_id).status == pb.CONFIRMED
     error = failure(stub.CreateBooking, create_booking_request(second.lease_id, client_info("B")))
     assert (error.code, error.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOT_FULL")
     assert counts(broker, slot()) == (1, 1)
@@ -281,7 +291,7 @@ def test_capacity_lowered_below_the_leases_books_only_up_to_it(broker, stub):
 
 
 def test_cancel_frees_the_spot_at_once(broker, stub):
-    booking = book(stub, grpc_lease(stub, slot()).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, slot()).lease_id)
     assert failure(
         stub.CreateLease, pb.CreateLeaseRequest(lease=pb_lease(slot(), "ref-2"))
     ).code is (grpc.StatusCode.RESOURCE_EXHAUSTED)
@@ -298,7 +308,7 @@ def test_cancel_frees_the_spot_at_once(broker, stub):
 
 
 def test_cancelling_twice_returns_it_unchanged(broker, stub):
-    booking = book(stub, grpc_lease(stub, slot()).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, slot()).lease_id)
     first = stub.UpdateBooking(cancel_request(booking.booking_id)).booking
     before = broker.get_booking(booking.booking_id)
     again = stub.UpdateBooking(cancel_request(booking.booking_id)).booking
@@ -310,7 +320,7 @@ def test_cancelling_twice_returns_it_unchanged(broker, stub):
 
 def test_reschedule_moves_the_booking(broker, stub):
     old, new = slot(), slot(start_ns=START_NS + HOUR_NS, duration_ns=2700 * 10**9)
-    booking = book(stub, grpc_lease(stub, old).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, old).lease_id)
     reply = stub.UpdateBooking(
         reschedule_request(booking.booking_id, new.start_ns, new.duration_ns)
     ).booking
@@ -330,7 +340,7 @@ def test_reschedule_moves_the_booking(broker, stub):
 
 
 def test_reschedule_to_the_same_slot_changes_nothing(broker, stub):
-    booking = book(stub, grpc_lease(stub, slot()).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, slot()).lease_id)
     before = broker.get_booking(booking.booking_id)
     reply = stub.UpdateBooking(reschedule_request(booking.booking_id, START_NS, DURATION_NS))
     assert reply.booking == booking
@@ -338,7 +348,7 @@ def test_reschedule_to_the_same_slot_changes_nothing(broker, stub):
 
 
 def test_reschedule_with_only_start_time_keeps_the_duration(broker, stub):
-    booking = book(stub, grpc_lease(stub, slot()).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, slot()).lease_id)
     request = pb.UpdateBookingRequest(booking=pb.Booking(booking_id=booking.booking_id))
     request.booking.start_time.FromNanoseconds(START_NS + HOUR_NS)
     request.update_mask.paths.append("start_time")
@@ -352,7 +362,7 @@ def test_reschedule_is_not_blocked_by_an_expired_hold(make_broker, make_stub, cl
     broker = make_broker(default_hold_ms=150, max_hold_ms=60_000)
     stub = make_stub(broker)
     old, new = slot(), slot(start_ns=START_NS + HOUR_NS)
-    booking = book(stub, grpc_lease(stub, old).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, old).lease_id)
     stale = broker.create_lease(lease_request(client_reference="stale", start_ns=new.start_ns))
     clock.pass_ms(stale.expires_at_ms)  # never swept: still in the slot's ZSET
     reply = stub.UpdateBooking(reschedule_request(booking.booking_id, new.start_ns, DURATION_NS))
@@ -364,10 +374,10 @@ def test_reschedule_is_not_blocked_by_an_expired_hold(make_broker, make_stub, cl
 @pytest.mark.parametrize("taken_by", ["lease", "booking"])
 def test_reschedule_to_a_full_slot_is_resource_exhausted(broker, stub, taken_by):
     old, new = slot(), slot(start_ns=START_NS + HOUR_NS)
-    booking = book(stub, grpc_lease(stub, old).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, old).lease_id)
     other = grpc_lease(stub, new, "ref-2")
     if taken_by == "booking":
-        book(stub, other.lease_id, "Bob")
+        grpc_book(stub, other.lease_id, "Bob")
     before = broker.get_booking(booking.booking_id)
     error = failure(
         stub.UpdateBooking, reschedule_request(booking.booking_id, new.start_ns, new.duration_ns)
@@ -381,7 +391,7 @@ def test_reschedule_to_a_full_slot_is_resource_exhausted(broker, stub, taken_by)
 def test_reschedule_to_a_slot_not_offered_is_resource_exhausted(broker, stub):
     old = slot()
     broker.replace_inventory(MERCHANT, [InventorySlot(old, 1)])
-    booking = book(stub, grpc_lease(stub, old).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, old).lease_id)
     before = broker.get_booking(booking.booking_id)
     error = failure(
         stub.UpdateBooking,
@@ -395,7 +405,7 @@ def test_reschedule_to_a_slot_not_offered_is_resource_exhausted(broker, stub):
 @pytest.mark.parametrize("make_id", BAD_LEASE_IDS.values(), ids=BAD_LEASE_IDS.keys())
 @pytest.mark.parametrize("update", ["cancel", "reschedule"])
 def test_unknown_or_malformed_booking_is_not_found(broker, stub, make_id, update):
-    real = book(stub, grpc_lease(stub, slot()).lease_id).booking_id
+    real = grpc_book(stub, grpc_lease(stub, slot()).lease_id).booking_id
     # The same manglings as for leases, applied to a booking id.
     bad = make_id(real)
     request = (
@@ -488,7 +498,7 @@ def _zero_duration(request: pb.UpdateBookingRequest) -> pb.UpdateBookingRequest:
     ("make_request", "bad_field"), BAD_UPDATES.values(), ids=BAD_UPDATES.keys()
 )
 def test_bad_update_is_invalid_argument(broker, stub, make_request, bad_field):
-    booking = book(stub, grpc_lease(stub, slot()).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, slot()).lease_id)
     before = broker.get_booking(booking.booking_id)
     error = failure(stub.UpdateBooking, make_request(booking.booking_id))
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD")
@@ -498,7 +508,7 @@ def test_bad_update_is_invalid_argument(broker, stub, make_request, bad_field):
 
 
 def test_reschedule_to_a_start_in_the_past_is_invalid_argument(broker, stub, clock):
-    booking = book(stub, grpc_lease(stub, slot()).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, slot()).lease_id)
     past_ns = (clock.now_ms() - 60_000) * NS_PER_MS
     error = failure(
         stub.UpdateBooking, reschedule_request(booking.booking_id, past_ns, DURATION_NS)
@@ -511,7 +521,7 @@ def test_reschedule_to_a_start_in_the_past_is_invalid_argument(broker, stub, clo
 
 @pytest.mark.parametrize("seconds", [-62_135_596_800, -1, 0], ids=["year-1", "1969", "epoch"])
 def test_reschedule_to_a_long_gone_start_is_invalid_argument(broker, stub, seconds):
-    booking = book(stub, grpc_lease(stub, slot()).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, slot()).lease_id)
     request = reschedule_request(booking.booking_id, 0, DURATION_NS)
     request.booking.start_time.seconds = seconds
     error = failure(stub.UpdateBooking, request)
@@ -522,7 +532,7 @@ def test_reschedule_to_a_long_gone_start_is_invalid_argument(broker, stub, secon
 
 
 def test_rescheduling_a_cancelled_booking_is_invalid_argument(broker, stub):
-    booking = book(stub, grpc_lease(stub, slot()).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, slot()).lease_id)
     stub.UpdateBooking(cancel_request(booking.booking_id))
     new = slot(start_ns=START_NS + HOUR_NS)
     error = failure(
@@ -539,7 +549,7 @@ def test_rescheduling_a_cancelled_booking_is_invalid_argument(broker, stub):
 def test_cancel_and_reschedule_after_the_slot_started_are_invalid_argument(broker, stub, clock):
     # A slot starting ~300 ms from now (Redis's clock), booked at once.
     soon = slot(start_ns=(clock.now_ms() + 300) * NS_PER_MS)
-    booking = book(stub, grpc_lease(stub, soon).lease_id)
+    booking = grpc_book(stub, grpc_lease(stub, soon).lease_id)
     clock.pass_ms(soon.start_ns // NS_PER_MS)
 
     error = failure(stub.UpdateBooking, cancel_request(booking.booking_id))
@@ -622,6 +632,42 @@ def test_extend_refuses_leases_that_ended(make_broker, clock):
     assert refusal(broker.extend_lease, consumed.lease_id, 1000).reason is Reason.LEASE_CONSUMED
     assert refusal(broker.extend_lease, "l.x.y", 1000).reason is Reason.LEASE_NOT_FOUND
     assert broker.get_lease(expired.lease_id).state == "expired"
+
+
+def lose_first_reply(monkeypatch: pytest.MonkeyPatch, sha: str) -> list[int]:
+    """Make redis-py lose the reply of the next EVALSHA of ``sha`` after Redis ran it (a
+    socket timeout after the script executed); returns a list counting the runs."""
+    runs: list[int] = []
+    original = redis.Redis._send_command_parse_response
+
+    def flaky(self: Any, conn: Any, command_name: Any, *args: Any, **options: Any) -> Any:
+        reply = original(self, conn, command_name, *args, **options)
+        if command_name == "EVALSHA" and args[1] == sha:
+            runs.append(1)
+            if len(runs) == 1:
+                raise redis.exceptions.TimeoutError("Timeout reading from socket")
+        return reply
+
+    monkeypatch.setattr(redis.Redis, "_send_command_parse_response", flaky)
+    return runs
+
+
+@pytest.fixture
+def served_broker(redis_client, key_prefix):
+    """A broker on the client `leasebroker serve` builds (store.connect: 2 retries)."""
+    store = connect(REAL_REDIS_URL, pool_size=4)
+    yield LeaseBroker(store.client, BrokerConfig(key_prefix=key_prefix))
+    store.client.close()
+
+
+@pytest.mark.parametrize("backend", ["real"])
+# Regression (review finding, fixed): see the commit that removed its xfail.
+def test_extend_with_a_lost_reply_extends_once(served_broker, monkeypatch):
+    lease = served_broker.create_lease(lease_request())
+    runs = lose_first_reply(monkeypatch, served_broker.scripts["extend_lease"]._script.sha)
+    view = served_broker.extend_lease(lease.lease_id, 1_000)
+    assert len(runs) == 2  # premise: redis-py ran the script again after the timeout
+    assert view.expires_at_ms == lease.expires_at_ms + 1_000
 
 
 def test_stale_fencing_token_is_refused_by_extend_and_consume(broker):
@@ -818,3 +864,16 @@ def test_lowering_capacity_cancels_nothing(broker):
     assert error.reason is Reason.SLOT_FULL
     assert broker.get_lease(leases[1].lease_id).state == "held"
     assert counts(broker, slot()) == (1, 2)
+
+
+@pytest.mark.parametrize("backend", ["real"])
+def test_set_capacity_with_a_lost_reply_changes_it_once(served_broker, monkeypatch, redis_client):
+    """The retry finds the capacity already set: no second write, no second event (it
+    reports the capacity as it found it, the new one)."""
+    assert served_broker.set_capacity(slot(), 2) is None
+    runs = lose_first_reply(monkeypatch, served_broker.scripts["set_capacity"]._script.sha)
+    previous = served_broker.set_capacity(slot(), 5)
+    assert len(runs) == 2
+    kinds = [e["type"] for e in events(redis_client, served_broker)]
+    assert (previous, kinds.count("inventory.capacity_set")) == (5, 2)  # one per call
+    assert served_broker.slot_status(slot()).capacity == 5

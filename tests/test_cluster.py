@@ -14,18 +14,17 @@ from pathlib import Path
 
 import pytest
 import redis_servers
+from support import HOUR_NS, book
 
-from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.keys import SlotId
-from leasebroker.core.model import BookingRequest, LeaseRequest
+from leasebroker.core.model import LeaseRequest
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.store import check_server, connect
 from leasebroker.core.sweeper import sweep_once
 
 NODES = 3
-HOUR_NS = 3600 * 10**9
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +65,6 @@ def cluster_broker(cluster_url: str) -> Iterator[LeaseBroker]:
     store.client.close()
 
 
-CLIENT = pb.ClientInformation(given_name="Ada", telephone="+1 555 0100").SerializeToString()
-
-
 @pytest.mark.parametrize("merchant", ["plain", "br{ace}s", "co:lon", "{}", "ünï cødé"])
 def test_full_lifecycle_on_cluster(cluster_broker: LeaseBroker, merchant: str) -> None:
     broker = cluster_broker
@@ -82,7 +78,7 @@ def test_full_lifecycle_on_cluster(cluster_broker: LeaseBroker, merchant: str) -
     extended = broker.extend_lease(lease.lease_id, 60_000, expected_fence=lease.fence)
     assert extended.expires_at_ms == lease.expires_at_ms + 60_000
 
-    booking = broker.create_booking(BookingRequest(lease.lease_id, CLIENT))
+    booking = book(broker, lease.lease_id)
     assert broker.get_lease(lease.lease_id).state == "consumed"
     moved = broker.reschedule_booking(booking.booking_id, slot.start_ns + HOUR_NS, slot.duration_ns)
     assert moved.slot.start_ns == slot.start_ns + HOUR_NS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from lifecycle_helpers import lease_request, refusal, slot
+from support import feed_entry, lease_request, refusal, slot
 
 from leasebroker.cli.parser import main
 from leasebroker.core.errors import Reason
@@ -38,17 +38,13 @@ def test_a_complete_load_withdraws_merchants_it_omits(make_broker):
 
 
 @pytest.mark.parametrize("backend", ["real"])
-def test_inventory_load_complete_command(make_broker, key_prefix, tmp_path):
+def test_inventory_load_complete_command(make_broker, store_args, tmp_path):
     broker = make_broker()
     broker.replace_inventory("gone", [InventorySlot(slot(merchant_id="gone"), 3)])
-    start_s = slot().start_ns // 10**9
     feed = tmp_path / "feed.json"
-    feed.write_text(json.dumps([{"merchant_id": "kept", "service_id": "haircut",
-                                 "start_sec": start_s, "duration_sec": 1800,
-                                 "spots_open": 2}]))  # fmt: skip
-    store = ["--redis-url", "redis://127.0.0.1:6379/0", "--key-prefix", key_prefix]
-    assert main(["inventory", "load", str(feed), *store]) == 0
+    feed.write_text(json.dumps([feed_entry(merchant_id="kept", spots_open=2)]))
+    assert main(["inventory", "load", str(feed), *store_args]) == 0
     assert len(broker.get_inventory("gone")) == 1  # a plain load keeps other merchants
-    assert main(["inventory", "load", str(feed), "--complete", *store]) == 0
+    assert main(["inventory", "load", str(feed), "--complete", *store_args]) == 0
     assert broker.get_inventory("gone") == []
     assert [s.capacity for s in broker.get_inventory("kept")] == [2]

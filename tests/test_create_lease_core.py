@@ -9,91 +9,35 @@ holds last 150 ms and the test sleeps 0.3 s.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields, replace
-from typing import Any
+from dataclasses import fields
 
 import pytest
 import redis
-from processes import race_in_processes
+from support import (
+    PAST_SHORT_HOLD_S,
+    SHORT_HOLD,
+    START_NS,
+    lease_in_process,
+    lease_request,
+    race,
+    race_in_processes,
+    redis_now_ms,
+    refusal,
+    slot,
+    stored_keys,
+)
 
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.keys import IdKind, SlotId, parse_public_id
 from leasebroker.core.model import InventorySlot, Lease, LeaseRequest
 from leasebroker.core.settings import BrokerConfig
-from leasebroker.core.units import NS_PER_MS
+from leasebroker.core.units import NS_PER_MS, NS_PER_S
 from leasebroker.core.validation import MAX_INSTANT_NS, MAX_SLOT_DURATION_NS, MIN_INSTANT_NS
 
-NS_PER_S = 1_000_000_000
-REAL_REDIS_URL = "redis://127.0.0.1:6379/0"
-# Tomorrow, on a whole second: far enough that no hold is ever cut short by the start.
-START_NS = (time.time_ns() // NS_PER_S + 86_400) * NS_PER_S
-SHORT_HOLD = {"default_hold_ms": 150, "max_hold_ms": 150}
-PAST_SHORT_HOLD_S = 0.3
-
 _SLOT_FIELDS = {f.name for f in fields(SlotId)}
-
-
-def slot(**overrides: Any) -> SlotId:
-    values = {
-        "merchant_id": "merchant-1",
-        "service_id": "haircut",
-        "start_ns": START_NS,
-        "duration_ns": 1800 * NS_PER_S,
-        "staff_id": "",
-        "room_id": "",
-    }
-    return SlotId(**{**values, **overrides})
-
-
-def request(**overrides: Any) -> LeaseRequest:
-    """A valid request; any SlotId or LeaseRequest field can be overridden by name."""
-    slot_part = {k: v for k, v in overrides.items() if k in _SLOT_FIELDS}
-    rest = {k: v for k, v in overrides.items() if k not in _SLOT_FIELDS}
-    return LeaseRequest(**{"slot": slot(**slot_part), "client_reference": "ref-1", **rest})
-
-
-def refusal(broker: LeaseBroker, req: LeaseRequest) -> BrokerError:
-    with pytest.raises(BrokerError) as caught:
-        broker.create_lease(req)
-    return caught.value
-
-
-def redis_now_ms(client: Any) -> int:
-    seconds, micros = client.time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
-def stored_keys(client: Any, prefix: str) -> list[bytes]:
-    return list(client.scan_iter(match=f"{prefix}:*", count=1000))
-
-
-@pytest.fixture
-def pass_time(backend, monkeypatch):
-    """``pass_time(seconds)``: let time pass for the store (sleeps only on real Redis)."""
-    real_time = time.time
-    offset = 0.0
-
-    def advance(seconds: float) -> None:
-        nonlocal offset
-        if backend == "real":
-            time.sleep(seconds)
-            return
-        offset += seconds
-        shift = offset
-        monkeypatch.setattr(time, "time", lambda: real_time() + shift)
-
-    return advance
-
-
-def test_pass_time_moves_the_store_clock(redis_client, pass_time):
-    before = redis_now_ms(redis_client)
-    pass_time(PAST_SHORT_HOLD_S)
-    assert redis_now_ms(redis_client) >= before + 300
 
 
 # ---------------------------------------------------------------- capacity
@@ -102,7 +46,9 @@ def test_pass_time_moves_the_store_clock(redis_client, pass_time):
 @pytest.mark.parametrize("capacity", [1, 3])
 def test_capacity_grants_k_leases_with_fences_1_to_k(make_broker, capacity):
     broker = make_broker(default_capacity=capacity)
-    leases = [broker.create_lease(request(client_reference=f"ref-{i}")) for i in range(capacity)]
+    leases = [
+        broker.create_lease(lease_request(client_reference=f"ref-{i}")) for i in range(capacity)
+    ]
     assert [lease.fence for lease in leases] == list(range(1, capacity + 1))
     assert len({lease.lease_id for lease in leases}) == capacity
     for i, lease in enumerate(leases):
@@ -111,12 +57,12 @@ def test_capacity_grants_k_leases_with_fences_1_to_k(make_broker, capacity):
         assert lease.client_reference == f"ref-{i}"
         parsed = parse_public_id(lease.lease_id, IdKind.LEASE)
         assert parsed is not None and parsed.merchant_id == "merchant-1"
-    error = refusal(broker, request(client_reference="one-too-many"))
+    error = refusal(broker.create_lease, lease_request(client_reference="one-too-many"))
     assert error.reason is Reason.SLOT_FULL
 
 
 def test_lease_echoes_the_request(broker):
-    req = request(staff_id="st-1", room_id="rm-1", availability_tag="tag-7")
+    req = lease_request(staff_id="st-1", room_id="rm-1", availability_tag="tag-7")
     lease = broker.create_lease(req)
     assert isinstance(lease, Lease)
     assert (lease.slot, lease.client_reference, lease.availability_tag) == (
@@ -142,16 +88,22 @@ def test_lease_echoes_the_request(broker):
     ids=lambda change: next(iter(change)),
 )
 def test_slots_differing_in_one_field_are_independent(broker, change):
-    broker.create_lease(request())
-    assert refusal(broker, request(client_reference="ref-2")).reason is Reason.SLOT_FULL
-    other = broker.create_lease(request(client_reference="ref-2", **change))
+    broker.create_lease(lease_request())
+    assert (
+        refusal(broker.create_lease, lease_request(client_reference="ref-2")).reason
+        is Reason.SLOT_FULL
+    )
+    other = broker.create_lease(lease_request(client_reference="ref-2", **change))
     assert other.fence == 1
-    assert refusal(broker, request(client_reference="ref-3", **change)).reason is Reason.SLOT_FULL
+    assert (
+        refusal(broker.create_lease, lease_request(client_reference="ref-3", **change)).reason
+        is Reason.SLOT_FULL
+    )
 
 
 def test_zero_default_capacity_offers_nothing_without_inventory(make_broker):
     broker = make_broker(default_capacity=0)
-    assert refusal(broker, request()).reason is Reason.SLOT_NOT_OFFERED
+    assert refusal(broker.create_lease, lease_request()).reason is Reason.SLOT_NOT_OFFERED
 
 
 def test_inventory_decides_capacity_for_its_merchant(make_broker):
@@ -162,23 +114,26 @@ def test_inventory_decides_capacity_for_its_merchant(make_broker):
         == 2
     )
 
-    assert broker.create_lease(request(service_id="listed", client_reference="a")).fence == 1
-    assert broker.create_lease(request(service_id="listed", client_reference="b")).fence == 2
-    full = refusal(broker, request(service_id="listed", client_reference="c"))
+    assert broker.create_lease(lease_request(service_id="listed", client_reference="a")).fence == 1
+    assert broker.create_lease(lease_request(service_id="listed", client_reference="b")).fence == 2
+    full = refusal(broker.create_lease, lease_request(service_id="listed", client_reference="c"))
     assert full.reason is Reason.SLOT_FULL
-    assert refusal(broker, request(service_id="empty")).reason is Reason.SLOT_FULL
-    unlisted = refusal(broker, request(service_id="unlisted"))
+    assert (
+        refusal(broker.create_lease, lease_request(service_id="empty")).reason is Reason.SLOT_FULL
+    )
+    unlisted = refusal(broker.create_lease, lease_request(service_id="unlisted"))
     assert unlisted.reason is Reason.SLOT_NOT_OFFERED
     # The same slot but another staff member is another, unlisted slot.
     assert (
-        refusal(broker, request(service_id="listed", staff_id="x")).reason
+        refusal(broker.create_lease, lease_request(service_id="listed", staff_id="x")).reason
         is Reason.SLOT_NOT_OFFERED
     )
 
     # Another merchant keeps the default capacity of 1.
-    broker.create_lease(request(merchant_id="merchant-2", service_id="unlisted"))
+    broker.create_lease(lease_request(merchant_id="merchant-2", service_id="unlisted"))
     other_full = refusal(
-        broker, request(merchant_id="merchant-2", service_id="unlisted", client_reference="z")
+        broker.create_lease,
+        lease_request(merchant_id="merchant-2", service_id="unlisted", client_reference="z"),
     )
     assert other_full.reason is Reason.SLOT_FULL
 
@@ -186,8 +141,11 @@ def test_inventory_decides_capacity_for_its_merchant(make_broker):
 def test_inventory_offers_slots_when_default_capacity_is_zero(make_broker):
     broker = make_broker(default_capacity=0)
     broker.replace_inventory("merchant-1", [InventorySlot(slot(), 1)])
-    assert broker.create_lease(request()).fence == 1
-    assert refusal(broker, request(merchant_id="merchant-2")).reason is Reason.SLOT_NOT_OFFERED
+    assert broker.create_lease(lease_request()).fence == 1
+    assert (
+        refusal(broker.create_lease, lease_request(merchant_id="merchant-2")).reason
+        is Reason.SLOT_NOT_OFFERED
+    )
 
 
 def test_replacing_inventory_drops_old_slots(make_broker):
@@ -195,17 +153,22 @@ def test_replacing_inventory_drops_old_slots(make_broker):
     old, new = slot(service_id="old"), slot(service_id="new")
     broker.replace_inventory("merchant-1", [InventorySlot(old, 1)])
     assert broker.replace_inventory("merchant-1", [InventorySlot(new, 1)]) == 1
-    assert refusal(broker, request(service_id="old")).reason is Reason.SLOT_NOT_OFFERED
-    assert broker.create_lease(request(service_id="new")).fence == 1
+    assert (
+        refusal(broker.create_lease, lease_request(service_id="old")).reason
+        is Reason.SLOT_NOT_OFFERED
+    )
+    assert broker.create_lease(lease_request(service_id="new")).fence == 1
 
 
 def test_lower_inventory_capacity_counts_existing_holds(make_broker):
     broker = make_broker(default_capacity=0)
     broker.replace_inventory("merchant-1", [InventorySlot(slot(), 3)])
-    broker.create_lease(request(client_reference="a"))
-    broker.create_lease(request(client_reference="b"))
+    broker.create_lease(lease_request(client_reference="a"))
+    broker.create_lease(lease_request(client_reference="b"))
     broker.replace_inventory("merchant-1", [InventorySlot(slot(), 2)])
-    assert refusal(broker, request(client_reference="c")).reason is Reason.SLOT_FULL
+    assert (
+        refusal(broker.create_lease, lease_request(client_reference="c")).reason is Reason.SLOT_FULL
+    )
 
 
 # ---------------------------------------------------------------- idempotency
@@ -213,8 +176,8 @@ def test_lower_inventory_capacity_counts_existing_holds(make_broker):
 
 def test_replay_returns_the_same_lease_without_a_second_hold(make_broker):
     broker = make_broker(default_capacity=2)
-    first = broker.create_lease(request())
-    again = broker.create_lease(request())
+    first = broker.create_lease(lease_request())
+    again = broker.create_lease(lease_request())
     assert not first.replayed and again.replayed
     assert (again.lease_id, again.expires_at_ms, again.fence) == (
         first.lease_id,
@@ -222,14 +185,17 @@ def test_replay_returns_the_same_lease_without_a_second_hold(make_broker):
         first.fence,
     )
     # The replay did not take the second spot.
-    assert broker.create_lease(request(client_reference="ref-2")).fence == 2
-    assert refusal(broker, request(client_reference="ref-3")).reason is Reason.SLOT_FULL
+    assert broker.create_lease(lease_request(client_reference="ref-2")).fence == 2
+    assert (
+        refusal(broker.create_lease, lease_request(client_reference="ref-3")).reason
+        is Reason.SLOT_FULL
+    )
     # A replay still answers once the slot is full.
-    assert broker.create_lease(request()).lease_id == first.lease_id
+    assert broker.create_lease(lease_request()).lease_id == first.lease_id
 
 
 def test_replay_with_a_requested_expiry(broker):
-    req = request(requested_expiry_ns=time.time_ns() + 60 * NS_PER_S)
+    req = lease_request(requested_expiry_ns=time.time_ns() + 60 * NS_PER_S)
     first = broker.create_lease(req)
     again = broker.create_lease(req)
     assert again.replayed and again.lease_id == first.lease_id
@@ -252,32 +218,35 @@ def test_replay_with_a_requested_expiry(broker):
 )
 def test_same_reference_for_another_request_is_in_use(make_broker, change):
     broker = make_broker(default_capacity=5)
-    first = broker.create_lease(request())
-    assert refusal(broker, request(**change)).reason is Reason.CLIENT_REFERENCE_IN_USE
+    first = broker.create_lease(lease_request())
+    assert (
+        refusal(broker.create_lease, lease_request(**change)).reason
+        is Reason.CLIENT_REFERENCE_IN_USE
+    )
     # Nothing was held for the refused request, and the original still replays.
-    assert broker.create_lease(request()).lease_id == first.lease_id
-    assert broker.create_lease(request(client_reference="ref-2")).fence == 2
+    assert broker.create_lease(lease_request()).lease_id == first.lease_id
+    assert broker.create_lease(lease_request(client_reference="ref-2")).fence == 2
 
 
 def test_requested_expiry_differing_by_one_ns_is_another_request(make_broker):
     broker = make_broker(default_capacity=5)
     expiry = time.time_ns() + 60 * NS_PER_S
-    broker.create_lease(request(requested_expiry_ns=expiry))
-    error = refusal(broker, request(requested_expiry_ns=expiry + 1))
+    broker.create_lease(lease_request(requested_expiry_ns=expiry))
+    error = refusal(broker.create_lease, lease_request(requested_expiry_ns=expiry + 1))
     assert error.reason is Reason.CLIENT_REFERENCE_IN_USE
 
 
-def test_reference_is_free_again_after_expiry(make_broker, pass_time):
+def test_reference_is_free_again_after_expiry(make_broker, clock):
     broker = make_broker(default_capacity=2, **SHORT_HOLD)
-    first = broker.create_lease(request())
-    broker.create_lease(request(client_reference="ref-2"))
-    pass_time(PAST_SHORT_HOLD_S)
+    first = broker.create_lease(lease_request())
+    broker.create_lease(lease_request(client_reference="ref-2"))
+    clock.advance(PAST_SHORT_HOLD_S)
     # The same request is now a new lease, not a replay.
-    again = broker.create_lease(request())
+    again = broker.create_lease(lease_request())
     assert not again.replayed and again.lease_id != first.lease_id
     assert again.fence == 3
     # And the other reference may now be used for a different request.
-    other = broker.create_lease(request(client_reference="ref-2", staff_id="anna"))
+    other = broker.create_lease(lease_request(client_reference="ref-2", staff_id="anna"))
     assert not other.replayed
 
 
@@ -287,7 +256,7 @@ def test_reference_is_free_again_after_expiry(make_broker, pass_time):
 def test_default_hold(make_broker, redis_client):
     broker = make_broker(default_hold_ms=60_000, max_hold_ms=120_000)
     before = redis_now_ms(redis_client)
-    lease = broker.create_lease(request())
+    lease = broker.create_lease(lease_request())
     after = redis_now_ms(redis_client)
     assert before + 60_000 <= lease.expires_at_ms <= after + 60_000
 
@@ -295,21 +264,21 @@ def test_default_hold(make_broker, redis_client):
 def test_requested_expiry_within_max_is_honoured_to_the_ms(make_broker):
     broker = make_broker(default_hold_ms=60_000, max_hold_ms=600_000)
     requested = time.time_ns() + 90 * NS_PER_S + 123_456_789
-    lease = broker.create_lease(request(requested_expiry_ns=requested))
+    lease = broker.create_lease(lease_request(requested_expiry_ns=requested))
     assert lease.expires_at_ms == requested // NS_PER_MS
 
 
 def test_requested_expiry_shorter_than_default_is_honoured(make_broker):
     broker = make_broker(default_hold_ms=600_000, max_hold_ms=600_000)
     requested = time.time_ns() + 30 * NS_PER_S + 999_999
-    lease = broker.create_lease(request(requested_expiry_ns=requested))
+    lease = broker.create_lease(lease_request(requested_expiry_ns=requested))
     assert lease.expires_at_ms == requested // NS_PER_MS
 
 
 def test_requested_expiry_beyond_max_is_shortened(make_broker, redis_client):
     broker = make_broker(default_hold_ms=60_000, max_hold_ms=120_000)
     before = redis_now_ms(redis_client)
-    lease = broker.create_lease(request(requested_expiry_ns=time.time_ns() + 3600 * NS_PER_S))
+    lease = broker.create_lease(lease_request(requested_expiry_ns=time.time_ns() + 3600 * NS_PER_S))
     after = redis_now_ms(redis_client)
     assert before + 120_000 <= lease.expires_at_ms <= after + 120_000
 
@@ -319,16 +288,16 @@ def test_hold_never_ends_after_the_slot_starts(make_broker, requested):
     broker = make_broker(default_hold_ms=600_000, max_hold_ms=1_200_000)
     start = time.time_ns() + 60 * NS_PER_S + 700_001  # not on a whole ms
     expiry = None if requested is None else start + 300 * NS_PER_S
-    lease = broker.create_lease(request(start_ns=start, requested_expiry_ns=expiry))
+    lease = broker.create_lease(lease_request(start_ns=start, requested_expiry_ns=expiry))
     assert lease.expires_at_ms == start // NS_PER_MS
 
 
 @pytest.mark.parametrize("ago_ns", [1 * NS_PER_S, 3600 * NS_PER_S, time.time_ns()])
 def test_requested_expiry_in_the_past_is_refused(broker, ago_ns):
-    error = refusal(broker, request(requested_expiry_ns=time.time_ns() - ago_ns))
+    error = refusal(broker.create_lease, lease_request(requested_expiry_ns=time.time_ns() - ago_ns))
     assert error.reason is Reason.EXPIRY_NOT_IN_FUTURE
     # Nothing was held: the single spot is still free.
-    assert broker.create_lease(request(client_reference="ref-2")).fence == 1
+    assert broker.create_lease(lease_request(client_reference="ref-2")).fence == 1
 
 
 @pytest.mark.parametrize(
@@ -337,40 +306,43 @@ def test_requested_expiry_in_the_past_is_refused(broker, ago_ns):
     ids=["1s-ago", "yesterday", "epoch"],
 )
 def test_start_in_the_past_is_refused(broker, start_ns):
-    error = refusal(broker, request(start_ns=start_ns))
+    error = refusal(broker.create_lease, lease_request(start_ns=start_ns))
     assert error.reason is Reason.START_TIME_PASSED
 
 
 @pytest.mark.parametrize("start_ns", [-1, -(2**63)], ids=["before-epoch", "int64-min"])
 def test_start_before_1970_is_an_invalid_field(broker, start_ns):
-    error = refusal(broker, request(start_ns=start_ns))
+    error = refusal(broker.create_lease, lease_request(start_ns=start_ns))
     assert error.reason is Reason.INVALID_FIELD
     assert [v.field for v in error.violations] == ["start_time"]
 
 
 def test_far_future_start_is_accepted(broker):
     start = 2**63 - 1  # the latest instant int64 nanoseconds can hold (year 2262)
-    assert broker.create_lease(request(start_ns=start)).slot.start_ns == start
+    assert broker.create_lease(lease_request(start_ns=start)).slot.start_ns == start
 
 
 # Regression: instants outside int64 nanoseconds once escaped as a raw OverflowError.
 
 
 def test_earliest_valid_start_is_refused_as_passed(broker):
-    error = refusal(broker, request(start_ns=MIN_INSTANT_NS))
+    error = refusal(broker.create_lease, lease_request(start_ns=MIN_INSTANT_NS))
     assert error.reason in (Reason.START_TIME_PASSED, Reason.INVALID_FIELD)
 
 
 def test_latest_valid_start_gives_a_lease_or_a_broker_error(broker):
     try:
-        assert broker.create_lease(request(start_ns=MAX_INSTANT_NS)).slot.start_ns == MAX_INSTANT_NS
+        assert (
+            broker.create_lease(lease_request(start_ns=MAX_INSTANT_NS)).slot.start_ns
+            == MAX_INSTANT_NS
+        )
     except BrokerError as exc:
         assert exc.reason is Reason.INVALID_FIELD
 
 
 def test_latest_valid_expiry_gives_a_lease_or_a_broker_error(broker):
     try:
-        lease = broker.create_lease(request(requested_expiry_ns=MAX_INSTANT_NS))
+        lease = broker.create_lease(lease_request(requested_expiry_ns=MAX_INSTANT_NS))
     except BrokerError as exc:
         assert exc.reason is Reason.INVALID_FIELD
     else:
@@ -380,27 +352,31 @@ def test_latest_valid_expiry_gives_a_lease_or_a_broker_error(broker):
 # ---------------------------------------------------------------- expiry frees the spot
 
 
-def test_expired_hold_frees_the_spot(make_broker, pass_time):
+def test_expired_hold_frees_the_spot(make_broker, clock):
     broker = make_broker(default_capacity=1, **SHORT_HOLD)
-    broker.create_lease(request(client_reference="a"))
-    assert refusal(broker, request(client_reference="b")).reason is Reason.SLOT_FULL
-    pass_time(PAST_SHORT_HOLD_S)
-    later = broker.create_lease(request(client_reference="b"))
+    broker.create_lease(lease_request(client_reference="a"))
+    assert (
+        refusal(broker.create_lease, lease_request(client_reference="b")).reason is Reason.SLOT_FULL
+    )
+    clock.advance(PAST_SHORT_HOLD_S)
+    later = broker.create_lease(lease_request(client_reference="b"))
     assert later.fence == 2  # fencing tokens keep growing across expiries
 
 
-def test_expired_hold_does_not_count_while_its_key_exists(make_broker, redis_client, pass_time):
+def test_expired_hold_does_not_count_while_its_key_exists(make_broker, redis_client, clock):
     """A short hold sits in the same occupancy key as a long one, which keeps the key alive."""
     broker = make_broker(default_capacity=2, default_hold_ms=150, max_hold_ms=60_000)
-    short = broker.create_lease(request(client_reference="short"))
+    short = broker.create_lease(lease_request(client_reference="short"))
     broker.create_lease(
-        request(client_reference="long", requested_expiry_ns=time.time_ns() + 30 * NS_PER_S)
+        lease_request(client_reference="long", requested_expiry_ns=time.time_ns() + 30 * NS_PER_S)
     )
-    pass_time(PAST_SHORT_HOLD_S)
+    clock.advance(PAST_SHORT_HOLD_S)
     occupancy = broker.keys.slot(slot())
     assert redis_client.zscore(occupancy, short.lease_id) is not None, "premise: key still there"
-    assert broker.create_lease(request(client_reference="c")).fence == 3
-    assert refusal(broker, request(client_reference="d")).reason is Reason.SLOT_FULL
+    assert broker.create_lease(lease_request(client_reference="c")).fence == 3
+    assert (
+        refusal(broker.create_lease, lease_request(client_reference="d")).reason is Reason.SLOT_FULL
+    )
 
 
 def test_stale_member_in_a_persistent_key_does_not_count(broker, redis_client):
@@ -408,11 +384,13 @@ def test_stale_member_in_a_persistent_key_does_not_count(broker, redis_client):
     now = redis_now_ms(redis_client)
     redis_client.zadd(occupancy, {"l.stale.hold": now - 1})
     assert redis_client.ttl(occupancy) == -1  # no TTL: only the score says it has expired
-    broker.create_lease(request())
+    broker.create_lease(lease_request())
     # A live member written the same way does count: the check above is not vacuous.
     other = slot(service_id="other")
     redis_client.zadd(broker.keys.slot(other), {"l.live.hold": now + 60_000})
-    error = refusal(broker, request(service_id="other", client_reference="ref-2"))
+    error = refusal(
+        broker.create_lease, lease_request(service_id="other", client_reference="ref-2")
+    )
     assert error.reason is Reason.SLOT_FULL
 
 
@@ -454,7 +432,7 @@ assert all(len(v.encode()) == 256 for v in list(GOOD_IDS.values())[:4])
 
 
 def assert_invalid(broker: LeaseBroker, req: LeaseRequest, *fields_named: str) -> None:
-    error = refusal(broker, req)
+    error = refusal(broker.create_lease, req)
     assert error.reason is Reason.INVALID_FIELD
     assert {v.field for v in error.violations} == set(fields_named)
 
@@ -462,29 +440,29 @@ def assert_invalid(broker: LeaseBroker, req: LeaseRequest, *fields_named: str) -
 @pytest.mark.parametrize("value", BAD_IDS.values(), ids=BAD_IDS.keys())
 @pytest.mark.parametrize("name", ID_FIELDS)
 def test_bad_ids_are_invalid(broker, redis_client, key_prefix, name, value):
-    assert_invalid(broker, request(**{name: value}), ID_FIELDS[name])
+    assert_invalid(broker, lease_request(**{name: value}), ID_FIELDS[name])
     assert stored_keys(redis_client, key_prefix) == []
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED_IDS))
 def test_required_ids_must_not_be_empty(broker, redis_client, key_prefix, name):
-    assert_invalid(broker, request(**{name: ""}), ID_FIELDS[name])
+    assert_invalid(broker, lease_request(**{name: ""}), ID_FIELDS[name])
     assert stored_keys(redis_client, key_prefix) == []
 
 
 @pytest.mark.parametrize("name", sorted(set(ID_FIELDS) - REQUIRED_IDS))
 def test_optional_ids_may_be_empty(broker, name):
-    assert broker.create_lease(request(**{name: ""})).fence == 1
+    assert broker.create_lease(lease_request(**{name: ""})).fence == 1
 
 
 @pytest.mark.parametrize("value", GOOD_IDS.values(), ids=GOOD_IDS.keys())
 @pytest.mark.parametrize("name", ID_FIELDS)
 def test_ids_at_the_limit_are_accepted(broker, name, value):
-    lease = broker.create_lease(request(**{name: value}))
+    lease = broker.create_lease(lease_request(**{name: value}))
     assert lease.fence == 1
     echoed = getattr(lease.slot, name) if name in _SLOT_FIELDS else getattr(lease, name)
     assert echoed == value
-    assert broker.create_lease(request(**{name: value})).replayed
+    assert broker.create_lease(lease_request(**{name: value})).replayed
 
 
 @pytest.mark.parametrize(
@@ -493,25 +471,25 @@ def test_ids_at_the_limit_are_accepted(broker, name, value):
     ids=["zero", "minus-1ns", "negative", "31d+1ns", "huge"],
 )
 def test_bad_durations_are_invalid(broker, duration_ns):
-    assert_invalid(broker, request(duration_ns=duration_ns), "duration")
+    assert_invalid(broker, lease_request(duration_ns=duration_ns), "duration")
 
 
 def test_31_day_duration_is_accepted(broker):
-    assert broker.create_lease(request(duration_ns=MAX_SLOT_DURATION_NS)).fence == 1
+    assert broker.create_lease(lease_request(duration_ns=MAX_SLOT_DURATION_NS)).fence == 1
 
 
 @pytest.mark.parametrize("start_ns", [MIN_INSTANT_NS - 1, MAX_INSTANT_NS + 1, -(10**30), 10**30])
 def test_out_of_range_start_is_invalid(broker, start_ns):
-    assert_invalid(broker, request(start_ns=start_ns), "start_time")
+    assert_invalid(broker, lease_request(start_ns=start_ns), "start_time")
 
 
 @pytest.mark.parametrize("expiry_ns", [MIN_INSTANT_NS - 1, MAX_INSTANT_NS + 1])
 def test_out_of_range_expiry_is_invalid(broker, expiry_ns):
-    assert_invalid(broker, request(requested_expiry_ns=expiry_ns), "requested_expiry")
+    assert_invalid(broker, lease_request(requested_expiry_ns=expiry_ns), "requested_expiry")
 
 
 def test_every_bad_field_is_named(broker):
-    req = request(
+    req = lease_request(
         merchant_id="",
         service_id="x" * 257,
         client_reference="a\nb",
@@ -535,21 +513,14 @@ def test_every_bad_field_is_named(broker):
 # ---------------------------------------------------------------- store unavailable
 
 
-@pytest.fixture
-def unreachable_broker():
-    client = redis.Redis(host="127.0.0.1", port=1, protocol=2, socket_connect_timeout=0.2)
-    yield LeaseBroker(client, BrokerConfig(key_prefix="lbtest-unreachable"))
-    client.close()
-
-
 def test_unreachable_store_is_store_unavailable(unreachable_broker):
-    error = refusal(unreachable_broker, request())
+    error = refusal(unreachable_broker.create_lease, lease_request())
     assert error.reason is Reason.STORE_UNAVAILABLE
     assert isinstance(error.__cause__, redis.ConnectionError)
 
 
 def test_invalid_request_is_refused_before_touching_the_store(unreachable_broker):
-    error = refusal(unreachable_broker, request(merchant_id=""))
+    error = refusal(unreachable_broker.create_lease, lease_request(merchant_id=""))
     assert error.reason is Reason.INVALID_FIELD
 
 
@@ -573,14 +544,12 @@ def _outcome(broker: LeaseBroker, req: LeaseRequest) -> tuple[str, Lease | None]
 def test_threads_racing_for_one_slot(make_broker, capacity):
     broker = make_broker(default_capacity=capacity)
     threads = 50
-    barrier = threading.Barrier(threads)
-
-    def attempt(i: int) -> tuple[str, Lease | None]:
-        barrier.wait(timeout=30)
-        return _outcome(broker, request(client_reference=f"ref-{i}"))
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = list(pool.map(attempt, range(threads)))
+    results = race(
+        *(
+            (lambda i=i: _outcome(broker, lease_request(client_reference=f"ref-{i}")))
+            for i in range(threads)
+        )
+    )
     counts = Counter(kind for kind, _ in results)
     assert counts == {"ok": capacity, "SLOT_FULL": threads - capacity}
     assert sorted(lease.fence for _, lease in results if lease) == list(range(1, capacity + 1))
@@ -589,36 +558,16 @@ def test_threads_racing_for_one_slot(make_broker, capacity):
 def test_threads_retrying_one_request_hold_one_spot(make_broker):
     broker = make_broker(default_capacity=3)
     threads = 20
-    barrier = threading.Barrier(threads)
 
-    def attempt(_: int) -> tuple[str, Lease | None]:
-        barrier.wait(timeout=30)
-        return _outcome(broker, request())
+    def attempt() -> tuple[str, Lease | None]:
+        return _outcome(broker, lease_request())
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        leases = [lease for _, lease in pool.map(attempt, range(threads))]
+    leases = [lease for _, lease in race(*[attempt] * threads)]
     assert all(leases)
     assert len({lease.lease_id for lease in leases}) == 1
     assert sum(not lease.replayed for lease in leases) == 1
-    assert broker.create_lease(request(client_reference="ref-2")).fence == 2
-    assert broker.create_lease(request(client_reference="ref-3")).fence == 3
-
-
-def _race_in_process(
-    prefix: str, capacity: int, start_ns: int, refs: list[str], barrier: Any, results: Any
-) -> None:
-    """One racing process: its own client and broker, then its share of the requests."""
-    client = redis.Redis.from_url(REAL_REDIS_URL, protocol=2)
-    broker = LeaseBroker(client, BrokerConfig(key_prefix=prefix, default_capacity=capacity))
-    outcomes = []
-    try:
-        barrier.wait(timeout=60)
-        for ref in refs:
-            kind, lease = _outcome(broker, request(client_reference=ref, start_ns=start_ns))
-            outcomes.append((kind, lease.fence if lease else 0))
-    finally:
-        results.put(outcomes)
-        client.close()
+    assert broker.create_lease(lease_request(client_reference="ref-2")).fence == 2
+    assert broker.create_lease(lease_request(client_reference="ref-3")).fence == 3
 
 
 @pytest.mark.parametrize("backend", ["real"])
@@ -627,7 +576,7 @@ def test_processes_racing_for_one_slot(redis_client, key_prefix, capacity):
     processes, total = 4, 50
     shares = [[f"ref-{i}" for i in range(p, total, processes)] for p in range(processes)]
     reports = race_in_processes(
-        _race_in_process, [(key_prefix, capacity, START_NS, share) for share in shares]
+        lease_in_process, [(key_prefix, capacity, START_NS, share) for share in shares]
     )
     outcomes = [item for report in reports for item in report]
     assert len(outcomes) == total
@@ -636,14 +585,3 @@ def test_processes_racing_for_one_slot(redis_client, key_prefix, capacity):
     # The store agrees: exactly `capacity` holds on the slot.
     broker = LeaseBroker(redis_client, BrokerConfig(key_prefix=key_prefix))
     assert redis_client.zcard(broker.keys.slot(slot())) == capacity
-
-
-def test_request_helper_overrides():
-    """The builders above put each override where it belongs."""
-    req = request(staff_id="s", availability_tag="t", requested_expiry_ns=5)
-    assert req.slot == replace(slot(), staff_id="s")
-    assert (req.availability_tag, req.requested_expiry_ns, req.client_reference) == (
-        "t",
-        5,
-        "ref-1",
-    )

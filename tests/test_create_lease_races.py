@@ -7,19 +7,23 @@ across two ``leasebroker serve`` processes sharing the real Redis.
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from helpers import ServeProcess, StatusDetails, create_request, status_details
+from support import (
+    ServeProcess,
+    StatusDetails,
+    create_request,
+    race,
+    reply_or_status,
+    stored_keys,
+)
 
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 
 CALLS = 50
 CAPACITIES = [1, 3]
-REAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def fire(stubs: Sequence[pb_grpc.BookingServiceStub]) -> list[str | StatusDetails]:
@@ -27,18 +31,13 @@ def fire(stubs: Sequence[pb_grpc.BookingServiceStub]) -> list[str | StatusDetail
 
     Each result is the granted lease id or the decoded failure.
     """
-    barrier = threading.Barrier(CALLS)
+    requests = [create_request(client_reference=f"ref-{i}") for i in range(CALLS)]
 
     def one(i: int) -> str | StatusDetails:
-        request = create_request(client_reference=f"ref-{i}")
-        barrier.wait(timeout=60)
-        try:
-            return stubs[i % len(stubs)].CreateLease(request, timeout=60).lease.lease_id
-        except grpc.RpcError as err:
-            return status_details(err)
+        reply = reply_or_status(stubs[i % len(stubs)].CreateLease, requests[i], timeout=60)
+        return reply if isinstance(reply, StatusDetails) else reply.lease.lease_id
 
-    with ThreadPoolExecutor(max_workers=CALLS) as pool:
-        return list(pool.map(one, range(CALLS)))
+    return race(*(lambda i=i: one(i) for i in range(CALLS)), timeout_s=60)
 
 
 def assert_exactly_k_granted(results: list[str | StatusDetails], k: int) -> None:
@@ -65,17 +64,10 @@ def test_concurrent_calls_grant_exactly_capacity(make_broker, make_stub, capacit
 @pytest.mark.parametrize("backend", ["real"])
 @pytest.mark.parametrize("capacity", CAPACITIES)
 def test_two_serve_processes_sharing_redis_grant_exactly_capacity(
-    redis_client, key_prefix, capacity
+    redis_client, key_prefix, store_args, capacity
 ):
     # redis_client (real backend) deletes this test's keys afterwards.
-    args = [
-        "--redis-url",
-        REAL_REDIS_URL,
-        "--key-prefix",
-        key_prefix,
-        "--default-capacity",
-        str(capacity),
-    ]
+    args = [*store_args, "--default-capacity", str(capacity)]
     channels: list[grpc.Channel] = []
     with ServeProcess(args) as first, ServeProcess(args) as second:
         try:
@@ -91,4 +83,4 @@ def test_two_serve_processes_sharing_redis_grant_exactly_capacity(
         assert first.stop(signal.SIGTERM) == 0, first.lines
         assert second.stop(signal.SIGTERM) == 0, second.lines
     # The grants went to the shared Redis, under the prefix given on the command line.
-    assert list(redis_client.scan_iter(match=f"{key_prefix}:*"))
+    assert stored_keys(redis_client, key_prefix)

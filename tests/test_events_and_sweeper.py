@@ -7,32 +7,30 @@ exactly once however many callers run it, and correctness never depends on it.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from lifecycle_helpers import (
+from support import (
     HOUR_NS,
     MERCHANT,
     START_NS,
-    Clock,
     booking_request,
     events,
     lease_request,
+    long_expiry,
+    race,
+    race_in_processes,
     redis_now_ms,
     refusal,
     slot,
     sweep_in_process,
 )
-from processes import race_in_processes
 
 from leasebroker.core.errors import Reason
 from leasebroker.core.model import InventorySlot
 from leasebroker.core.sweeper import SweeperThread, sweep_once
 
-NS_PER_S = 1_000_000_000
 SHORT = {"default_hold_ms": 150, "max_hold_ms": 60_000}
 # Fields every event of a type carries (besides "type").
 EVENT_FIELDS = {
@@ -47,16 +45,6 @@ EVENT_FIELDS = {
     "inventory.loaded": {"slots", "at_ms"},
     "inventory.capacity_set": {"slot", "capacity", "at_ms"},
 }
-
-
-@pytest.fixture
-def clock(backend, monkeypatch, redis_client):
-    return Clock(backend, monkeypatch, redis_client)
-
-
-def long_expiry() -> dict:
-    """A requested expiry 30 s ahead, for a lease that must outlive the short default hold."""
-    return {"requested_expiry_ns": time.time_ns() + 30 * NS_PER_S}
 
 
 def expired_events(client, broker, merchant: str = MERCHANT) -> list[dict]:
@@ -180,14 +168,7 @@ def test_concurrent_duplicates_emit_one_event(broker, redis_client):
     threads = 8
 
     def at_once(action) -> list:
-        barrier = threading.Barrier(threads)
-
-        def run(_: int):
-            barrier.wait(timeout=30)
-            return action()
-
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            return list(pool.map(run, range(threads)))
+        return race(*[action] * threads)
 
     released = broker.create_lease(lease_request(client_reference="a"))
     assert {v.state for v in at_once(lambda: broker.release_lease(released.lease_id))} == {
@@ -361,16 +342,13 @@ def test_concurrent_sweeps_report_each_expiry_once(make_broker, redis_client, cl
     leases = [broker.create_lease(lease_request(client_reference=f"r{i}")) for i in range(EXPIRING)]
     clock.pass_ms(max(lease.expires_at_ms for lease in leases))
     threads = 8
-    barrier = threading.Barrier(threads)
 
-    def sweeper(_: int) -> int:
-        barrier.wait(timeout=30)
+    def sweeper() -> int:
         # Each thread its own broker, as separate serve processes would have.
         own = type(broker)(broker.client, broker.config)
         return sum(sweep_once(own, batch=7) for _ in range(6))
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        total = sum(pool.map(sweeper, range(threads)))
+    total = sum(race(*[sweeper] * threads))
     assert total == EXPIRING
     reported = [e["lease_id"] for e in expired_events(redis_client, broker)]
     assert sorted(reported) == sorted(lease.lease_id for lease in leases)

@@ -3,37 +3,24 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import REAL_REDIS_URL, START_S, feed_entry, hold, slot, stored_keys
 
 from leasebroker.cli.parser import main
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
-from leasebroker.core.keys import SlotId
-from leasebroker.core.model import InventorySlot, LeaseRequest
+from leasebroker.core.model import InventorySlot
 from leasebroker.core.settings import BrokerConfig
+from leasebroker.core.units import NS_PER_S
 from leasebroker.wire.feed import FeedError, parse_feed, read_feed
-
-NS_PER_S = 1_000_000_000
-REAL_REDIS_URL = "redis://127.0.0.1:6379/0"
-START_S = (int(time.time()) // 3600 + 24) * 3600  # tomorrow, on the hour
 
 
 def entry(**overrides: Any) -> dict[str, Any]:
-    """One valid availability entry; ``None`` as a value removes that field."""
-    values: dict[str, Any] = {
-        "merchant_id": "merchant-1",
-        "service_id": "haircut",
-        "start_sec": START_S,
-        "duration_sec": 1800,
-        "spots_total": 3,
-        "spots_open": 2,
-    }
-    values.update(overrides)
-    return {k: v for k, v in values.items() if v is not None}
+    """One valid availability entry, 3 spots of which 2 open; ``None`` removes a field."""
+    return feed_entry(**{"spots_total": 3, "spots_open": 2, **overrides})
 
 
 def feed(*groups: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -42,16 +29,6 @@ def feed(*groups: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         "metadata": {"processing_instruction": "PROCESS_AS_COMPLETE", "shard_number": 0},
         "service_availability": [{"availability": list(g), **extra} for g in groups],
     }
-
-
-def slot_of(**overrides: Any) -> SlotId:
-    values = {
-        "merchant_id": "merchant-1",
-        "service_id": "haircut",
-        "start_ns": START_S * NS_PER_S,
-        "duration_ns": 1800 * NS_PER_S,
-    }
-    return SlotId(**{**values, **overrides})
 
 
 def refused(document: Any, *needles: str) -> str:
@@ -68,7 +45,7 @@ def refused(document: Any, *needles: str) -> str:
 
 def test_feed_object_shape():
     inventories = parse_feed(feed([entry()]))
-    assert inventories == {"merchant-1": [InventorySlot(slot_of(), 2)]}
+    assert inventories == {"merchant-1": [InventorySlot(slot(), 2)]}
 
 
 def test_bare_array_shape():
@@ -84,10 +61,10 @@ def test_entries_are_grouped_by_merchant_across_groups():
     )
     assert inventories == {
         "merchant-1": [
-            InventorySlot(slot_of(), 2),
-            InventorySlot(slot_of(service_id="colour"), 1),
+            InventorySlot(slot(), 2),
+            InventorySlot(slot(service_id="colour"), 1),
         ],
-        "merchant-2": [InventorySlot(slot_of(merchant_id="merchant-2"), 2)],
+        "merchant-2": [InventorySlot(slot(merchant_id="merchant-2"), 2)],
     }
 
 
@@ -102,11 +79,11 @@ def test_resources_pick_the_slot_and_names_are_ignored():
         ]
     )
     assert [item.slot for item in inventories["merchant-1"]] == [
-        slot_of(staff_id="anna"),
-        slot_of(staff_id="ben"),
-        slot_of(room_id="r1"),
-        slot_of(staff_id="anna", room_id="r1"),
-        slot_of(),
+        slot(staff_id="anna"),
+        slot(staff_id="ben"),
+        slot(room_id="r1"),
+        slot(staff_id="anna", room_id="r1"),
+        slot(),
     ]
 
 
@@ -116,7 +93,7 @@ def test_null_resources_are_no_resources():
 
 def test_int64_values_may_be_strings():
     parsed = parse_feed([entry(start_sec=str(START_S), duration_sec="3600", spots_open="0")])
-    assert parsed["merchant-1"] == [InventorySlot(slot_of(duration_ns=3600 * NS_PER_S), 0)]
+    assert parsed["merchant-1"] == [InventorySlot(slot(duration_ns=3600 * NS_PER_S), 0)]
 
 
 def test_zero_spots_open_is_a_listed_full_slot():
@@ -127,7 +104,7 @@ def test_availability_tag_and_unknown_fields_are_accepted():
     parsed = parse_feed(
         [entry(availability_tag="tag-1", confirmation_mode="CONFIRMATION_MODE_SYNCHRONOUS")]
     )
-    assert parsed["merchant-1"] == [InventorySlot(slot_of(), 2)]
+    assert parsed["merchant-1"] == [InventorySlot(slot(), 2)]
 
 
 def test_same_slot_at_two_merchants_is_not_a_duplicate():
@@ -287,7 +264,7 @@ def test_first_bad_entry_is_named():
 def test_read_feed_reads_a_file(tmp_path):
     path = tmp_path / "feed.json"
     path.write_text(json.dumps(feed([entry(merchant_id="café 😀")])), encoding="utf-8")
-    assert read_feed(path) == {"café 😀": [InventorySlot(slot_of(merchant_id="café 😀"), 2)]}
+    assert read_feed(path) == {"café 😀": [InventorySlot(slot(merchant_id="café 😀"), 2)]}
     assert read_feed(str(path)) == read_feed(path)
 
 
@@ -327,19 +304,9 @@ def load(path: str, prefix: str, url: str = REAL_REDIS_URL) -> int:
     return main(["inventory", "load", path, "--redis-url", url, "--key-prefix", prefix])
 
 
-def stored_keys(client: Any, prefix: str) -> list[bytes]:
-    return list(client.scan_iter(match=f"{prefix}:*", count=1000))
-
-
-@pytest.fixture
-def no_env(monkeypatch):
-    for name in ("REDIS_URL", "REDIS_CLUSTER", "KEY_PREFIX"):
-        monkeypatch.delenv(f"LEASEBROKER_{name}", raising=False)
-
-
 @pytest.mark.parametrize("backend", ["real"])
 def test_cli_loads_a_feed_that_create_lease_honours(
-    tmp_path, redis_client, key_prefix, no_env, capsys
+    tmp_path, redis_client, key_prefix, no_leasebroker_env, capsys
 ):
     document = feed(
         [entry(spots_open=2), entry(service_id="full", spots_open=0)],
@@ -349,12 +316,12 @@ def test_cli_loads_a_feed_that_create_lease_honours(
 
     broker = LeaseBroker(redis_client, BrokerConfig(key_prefix=key_prefix, default_capacity=5))
 
-    def lease(reference: str, **slot: Any):
-        return broker.create_lease(LeaseRequest(slot_of(**slot), client_reference=reference))
+    def lease(reference: str, **fields: Any):
+        return hold(broker, slot(**fields), reference)
 
-    def refusal(reference: str, **slot: Any) -> Reason:
+    def refusal(reference: str, **fields: Any) -> Reason:
         with pytest.raises(BrokerError) as caught:
-            lease(reference, **slot)
+            lease(reference, **fields)
         return caught.value.reason
 
     assert [lease("a").fence, lease("b").fence] == [1, 2]
@@ -385,7 +352,7 @@ def test_cli_loads_a_feed_that_create_lease_honours(
     ids=["negative-spots", "duplicate-after-a-good-merchant", "restricted", "empty"],
 )
 def test_cli_refuses_a_bad_feed_and_writes_nothing(
-    tmp_path, redis_client, key_prefix, no_env, capsys, document
+    tmp_path, redis_client, key_prefix, no_leasebroker_env, capsys, document
 ):
     assert load(write_feed(tmp_path, document), key_prefix) == 2
     assert "leasebroker:" in capsys.readouterr().err
@@ -393,7 +360,9 @@ def test_cli_refuses_a_bad_feed_and_writes_nothing(
 
 
 @pytest.mark.parametrize("backend", ["real"])
-def test_cli_refuses_invalid_json_and_writes_nothing(tmp_path, redis_client, key_prefix, no_env):
+def test_cli_refuses_invalid_json_and_writes_nothing(
+    tmp_path, redis_client, key_prefix, no_leasebroker_env
+):
     path = tmp_path / "feed.json"
     path.write_text("{", encoding="utf-8")
     assert load(str(path), key_prefix) == 2
@@ -401,13 +370,13 @@ def test_cli_refuses_invalid_json_and_writes_nothing(tmp_path, redis_client, key
     assert stored_keys(redis_client, key_prefix) == []
 
 
-def test_cli_needs_a_redis_url(tmp_path, no_env, capsys):
+def test_cli_needs_a_redis_url(tmp_path, no_leasebroker_env, capsys):
     path = write_feed(tmp_path, [entry()])
     assert main(["inventory", "load", path]) == 2
     assert "--redis-url" in capsys.readouterr().err
 
 
-def test_cli_reports_an_unreachable_store(tmp_path, no_env, capsys):
+def test_cli_reports_an_unreachable_store(tmp_path, no_leasebroker_env, capsys):
     path = write_feed(tmp_path, [entry()])
     assert load(path, "lbtest-unreachable", url="redis://127.0.0.1:1/0") == 3
     assert "cannot reach" in capsys.readouterr().err

@@ -14,26 +14,24 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-import redis
 from google.protobuf import unknown_fields
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from helpers import (
-    NS_PER_S,
+from support import (
     START_NS,
+    assert_status,
     call_status,
     create_request,
     future_lease,
+    slot,
     status_details,
 )
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.core.broker import LeaseBroker
-from leasebroker.core.keys import SlotId
 from leasebroker.core.model import InventorySlot
-from leasebroker.core.settings import BrokerConfig
+from leasebroker.core.units import NS_PER_MS, NS_PER_S
 from leasebroker.wire.server import start_server
 
-NS_PER_MS = 1_000_000
 MINUTE_MS = 60_000
 # Field 99 (varint 42): a field this version of the proto does not know.
 UNKNOWN_FIELD = bytes([0x98, 0x06, 42])
@@ -76,15 +74,9 @@ def unknown(message: object) -> list[tuple[int, int, object]]:
 
 
 @pytest.fixture
-def channel(broker: LeaseBroker):
+def channel(broker: LeaseBroker, channel_to) -> grpc.Channel:
     """A channel to a real server for ``broker``, for services other than BookingService."""
-    running = start_server(broker, "127.0.0.1", 0, workers=4)
-    chan = grpc.insecure_channel(f"127.0.0.1:{running.port}")
-    try:
-        yield chan
-    finally:
-        chan.close()
-        running.stop(grace=None)
+    return channel_to(start_server(broker, "127.0.0.1", 0, workers=4))
 
 
 # --- the success contract --------------------------------------------------------------------
@@ -182,22 +174,14 @@ def test_expiry_is_clipped_at_slot_start(stub, requested):
 # --- every status code with its details ------------------------------------------------------
 
 
-def assert_error(
-    details, code: grpc.StatusCode, reason: str, fields: set[str] | None = None
-) -> None:
-    assert details is not None, "the call succeeded"
-    assert (details.code, details.domain, details.reason) == (code, "leasebroker", reason)
-    assert set(details.violations) == (fields or set())
-
-
 def test_invalid_field(stub):
     details = call_status(stub.CreateLease, create_request(merchant_id=""))
-    assert_error(details, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", {"lease.merchant_id"})
+    assert_status(details, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", {"lease.merchant_id"})
 
 
 def test_start_time_passed(stub):
     details = call_status(stub.CreateLease, create_request(start_ns=now_ns() - 3600 * NS_PER_S))
-    assert_error(
+    assert_status(
         details, grpc.StatusCode.INVALID_ARGUMENT, "START_TIME_PASSED", {"lease.start_time"}
     )
 
@@ -205,7 +189,7 @@ def test_start_time_passed(stub):
 def test_expiry_not_in_future(stub):
     request = create_request(expires_ns=now_ns() - 60 * NS_PER_S)
     details = call_status(stub.CreateLease, request)
-    assert_error(
+    assert_status(
         details,
         grpc.StatusCode.INVALID_ARGUMENT,
         "EXPIRY_NOT_IN_FUTURE",
@@ -217,35 +201,34 @@ def test_client_reference_in_use(stub):
     stub.CreateLease(create_request(client_reference="r"))
     other_slot = create_request(client_reference="r", start_ns=START_NS + 3600 * NS_PER_S)
     details = call_status(stub.CreateLease, other_slot)
-    assert_error(details, grpc.StatusCode.ALREADY_EXISTS, "CLIENT_REFERENCE_IN_USE")
+    assert_status(details, grpc.StatusCode.ALREADY_EXISTS, "CLIENT_REFERENCE_IN_USE")
 
 
 def test_slot_full(stub):
     stub.CreateLease(create_request(client_reference="first"))
     details = call_status(stub.CreateLease, create_request(client_reference="second"))
-    assert_error(details, grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOT_FULL")
+    assert_status(details, grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOT_FULL")
 
 
 def test_slot_not_offered_without_default_capacity(make_broker, make_stub):
     stub = make_stub(make_broker(default_capacity=0))
     details = call_status(stub.CreateLease, create_request())
-    assert_error(details, grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOT_NOT_OFFERED")
+    assert_status(details, grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOT_NOT_OFFERED")
 
 
 def test_slot_not_offered_outside_loaded_inventory(broker, stub):
-    offered = SlotId("merchant-1", "haircut", START_NS, 1800 * NS_PER_S)
+    offered = slot()
     broker.replace_inventory("merchant-1", [InventorySlot(offered, 1)])
     assert stub.CreateLease(create_request(client_reference="in")).lease.lease_id
     other = create_request(client_reference="out", start_ns=START_NS + 3600 * NS_PER_S)
     details = call_status(stub.CreateLease, other)
-    assert_error(details, grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOT_NOT_OFFERED")
+    assert_status(details, grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOT_NOT_OFFERED")
 
 
-def test_store_unavailable(make_stub, key_prefix):
-    client = redis.Redis(host="127.0.0.1", port=1, protocol=2, socket_connect_timeout=0.2)
-    stub = make_stub(LeaseBroker(client, BrokerConfig(key_prefix=key_prefix)))
+def test_store_unavailable(make_stub, unreachable_broker):
+    stub = make_stub(unreachable_broker)
     details = call_status(stub.CreateLease, create_request())
-    assert_error(details, grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE")
+    assert_status(details, grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE")
 
 
 def test_unexpected_error_is_internal_and_leaks_nothing(broker, stub, monkeypatch):
@@ -257,7 +240,7 @@ def test_unexpected_error_is_internal_and_leaks_nothing(broker, stub, monkeypatc
         stub.CreateLease(create_request())
 
     details = status_details(caught.value)
-    assert_error(details, grpc.StatusCode.INTERNAL, "INTERNAL")
+    assert_status(details, grpc.StatusCode.INTERNAL, "INTERNAL")
     assert "secret detail" not in details.message
     trailers = b"".join(
         value if isinstance(value, bytes) else value.encode()
@@ -342,7 +325,7 @@ ID_CASES = [
 )
 def test_invalid_field_is_named(stub, build, field):
     details = call_status(stub.CreateLease, create_request(build()))
-    assert_error(details, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", {field})
+    assert_status(details, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", {field})
     assert details.violations[field]
     assert field in details.message
 
@@ -357,7 +340,7 @@ def test_every_bad_field_is_named_at_once(stub):
     )
     lease.start_time.nanos = -1
     details = call_status(stub.CreateLease, create_request(lease))
-    assert_error(
+    assert_status(
         details,
         grpc.StatusCode.INVALID_ARGUMENT,
         "INVALID_FIELD",
@@ -374,7 +357,7 @@ def test_every_bad_field_is_named_at_once(stub):
 
 def test_a_missing_lease_names_every_required_field(stub):
     details = call_status(stub.CreateLease, pb.CreateLeaseRequest())
-    assert_error(
+    assert_status(
         details,
         grpc.StatusCode.INVALID_ARGUMENT,
         "INVALID_FIELD",
@@ -407,7 +390,7 @@ def test_replay_holds_no_extra_spot_and_works_on_a_full_slot(make_broker, make_s
 
     assert stub.CreateLease(create_request(client_reference="a")) == first
     details = call_status(stub.CreateLease, create_request(client_reference="c"))
-    assert_error(details, grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOT_FULL")
+    assert_status(details, grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOT_FULL")
 
 
 def test_replay_ignores_the_request_lease_id(stub):
@@ -432,7 +415,7 @@ def test_replay_ignores_the_request_lease_id(stub):
 def test_same_reference_different_request_is_already_exists(stub, change):
     stub.CreateLease(create_request(client_reference="r"))
     details = call_status(stub.CreateLease, create_request(client_reference="r", **change))
-    assert_error(details, grpc.StatusCode.ALREADY_EXISTS, "CLIENT_REFERENCE_IN_USE")
+    assert_status(details, grpc.StatusCode.ALREADY_EXISTS, "CLIENT_REFERENCE_IN_USE")
 
 
 # --- health --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 import pytest
 from redis.crc import key_slot
+from support import book, slot, stored_keys
 
 from leasebroker.core.errors import BrokerError
 from leasebroker.core.keys import (
@@ -25,9 +26,8 @@ from leasebroker.core.keys import (
     parse_public_id,
 )
 from leasebroker.core.model import InventorySlot, LeaseRequest
-from leasebroker.core.scripts import BoundScript
-
-NS_PER_S = 1_000_000_000
+from leasebroker.core.scripts import BoundScript, load_sources
+from leasebroker.core.units import NS_PER_MS, NS_PER_S
 
 # Ids chosen to attack the key layout: separators, the hash tag braces, the escape
 # character itself, glob characters, whitespace, already-escaped look-alikes, unicode.
@@ -371,10 +371,56 @@ def test_every_script_call_stays_in_one_cluster_slot(
 
     # No script built a merchant key of its own: every one in the store was passed in KEYS.
     passed = {key for _, keys in recorded_calls for key in keys}
-    stored = {k.decode() for k in redis_client.scan_iter(match=f"{key_prefix}:*", count=1000)}
+    stored = {k.decode() for k in stored_keys(redis_client, key_prefix)}
     merchant_keys = {key for key in stored if "{" in key}
     assert len({hash_tag(key) for key in merchant_keys}) == len(CLUSTER_MERCHANTS)
     assert merchant_keys <= passed
+
+
+def test_every_script_of_the_lifecycle_stays_in_one_cluster_slot(
+    make_broker, redis_client, key_prefix, recorded_calls, clock
+):
+    """The test above covers create_lease and replace_inventory; this drives every
+    script, including the sweep and prune paths for records that are already gone."""
+    broker = make_broker(default_capacity=3)
+    merchants = ["{", "}{", "a{b}c", "%7B", "😀"]
+    for m in merchants:
+        soon_ms = clock.now_ms() + 400
+        later = slot(merchant_id=m, service_id="s{1}", staff_id="}x")
+        other = slot(merchant_id=m, service_id="s{1}", staff_id="}x", start_ns=later.start_ns + 1)
+        soon = slot(merchant_id=m, start_ns=soon_ms * NS_PER_MS)
+
+        def lease(s: SlotId, ref: str, expiry_ms: int | None = None) -> str:
+            expiry = None if expiry_ms is None else expiry_ms * NS_PER_MS
+            return broker.create_lease(LeaseRequest(s, ref, "t", expiry)).lease_id
+
+        broker.extend_lease(lease(later, "{a}"), 1_000)
+        broker.release_lease(lease(later, "b}"))
+        booked = book(broker, lease(later, "c")).booking_id
+        broker.reschedule_booking(booked, other.start_ns, None)
+        broker.cancel_booking(booked)
+        lease(later, "swept", soon_ms - 200)
+        gone_lease = lease(later, "gone", soon_ms - 200)
+        redis_client.delete(broker.keys.lease(m, gone_lease.rsplit(".", 1)[1]))
+        book(broker, lease(soon, "past"))
+        gone_booking = book(broker, lease(soon, "past-gone")).booking_id
+        redis_client.delete(broker.keys.booking(m, gone_booking.rsplit(".", 1)[1]))
+        broker.slot_status(later)
+        broker.replace_inventory(m, [InventorySlot(later, 3), InventorySlot(other, 3)])
+        broker.set_capacity(soon, 3)
+    clock.pass_ms(soon_ms)
+    for m in merchants:
+        assert broker.sweep_expired(m, 100) == 1
+        assert (broker.prune(m, 0).bookings, broker.prune(m, 0).bookings) == (2, 0)
+
+    assert {name for name, _ in recorded_calls} == set(load_sources())
+    for name, keys in recorded_calls:
+        tags = {hash_tag(key) for key in keys}
+        assert len(tags) == 1, (name, keys)
+        assert {key_slot(key.encode()) for key in keys} == {key_slot(tags.pop().encode())}
+    passed = {key for _, keys in recorded_calls for key in keys}
+    stored = {k.decode() for k in stored_keys(redis_client, key_prefix)}
+    assert {key for key in stored if "{" in key} <= passed
 
 
 def test_merchants_differing_in_braces_use_different_hash_tags():

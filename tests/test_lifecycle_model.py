@@ -1,79 +1,33 @@
-"""Adversarial review of the lifecycle: retries, exact-millisecond boundaries, cluster slots.
+"""The documented lifecycle (docs/semantics.md), held to the exact millisecond.
 
-Each test either pins a bug the review found (fixed since; marked "Regression") or is
-an attempt to break an invariant that held and that no other test covers.
-Exact-millisecond tests freeze the store's clock, so they run on fakeredis only (it is
-also the embedded production store); lost-reply tests need a real socket, so they run on
-the real Redis only.
+Every operation agrees when a hold ends and when a slot starts, to the millisecond;
+and random interleavings of every operation, on a clock moved a few milliseconds at a
+time, give exactly the replies and slot counts a model of the documented semantics
+gives. The store's clock is frozen, so these run on fakeredis only (it is also the
+embedded production store). They came from an adversarial review of the lifecycle.
 """
 
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import redis
-from lifecycle_helpers import (
+from support import (
     HOUR_NS,
     MERCHANT,
-    Clock,
     booking_request,
-    client_bytes,
-    events,
     lease_request,
-    redis_now_ms,
+    outcome,
     refusal,
     slot,
 )
-from redis.crc import key_slot
 
-from leasebroker.core.broker import LeaseBroker
-from leasebroker.core.errors import BrokerError, Reason
-from leasebroker.core.keys import SlotId
-from leasebroker.core.model import BookingRequest, InventorySlot, LeaseRequest
+from leasebroker.core.errors import Reason
+from leasebroker.core.model import InventorySlot
 from leasebroker.core.pruning import PruneReport
-from leasebroker.core.scripts import BoundScript, load_sources
-from leasebroker.core.settings import BrokerConfig
-from leasebroker.core.store import connect
-
-NS_PER_MS = 1_000_000
-REAL_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-def clock(backend, monkeypatch, redis_client):
-    return Clock(backend, monkeypatch, redis_client)
-
-
-class FrozenClock:
-    """fakeredis's clock (TIME and key expiry) held at one millisecond until moved."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, client: Any) -> None:
-        self.ms = redis_now_ms(client)
-        # 0.2 ms into the millisecond, so float rounding never shows the one before.
-        monkeypatch.setattr(time, "time", lambda: self.ms / 1000 + 0.0002)
-        assert redis_now_ms(client) == self.ms
-
-    def at(self, ms: int) -> None:
-        assert ms >= self.ms, "the store's clock only moves forward"
-        self.ms = ms
-
-
-@pytest.fixture
-def frozen(monkeypatch, redis_client):
-    return FrozenClock(monkeypatch, redis_client)
-
-
-def reason(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """The call's result, or the BrokerError's reason."""
-    try:
-        return fn(*args, **kwargs)
-    except BrokerError as error:
-        return error.reason
+from leasebroker.core.units import NS_PER_MS
 
 
 def attrs(got: Any, *names: str) -> Any:
@@ -81,114 +35,31 @@ def attrs(got: Any, *names: str) -> Any:
     return got if isinstance(got, Reason) else tuple(getattr(got, n) for n in names)
 
 
-# ================================================================ confirmed bugs
-
-
-@pytest.mark.parametrize("backend", ["fake"])  # needs a minute of store time
-# Regression (review finding, fixed): see the commit that removed its xfail.
-def test_replayed_booked_lease_can_be_booked_again_by_the_same_client(make_broker, clock):
-    broker = make_broker(record_retention_ms=60_000, default_hold_ms=600_000)
-    request = lease_request()
-    lease = broker.create_lease(request)
-    booking = broker.create_booking(booking_request(lease.lease_id))
-    clock.advance(90)  # past the retention, well within the 10-minute hold
-
-    replay = broker.create_lease(request)  # a late CreateLease retry
-    assert (replay.lease_id, replay.replayed) == (lease.lease_id, True)
-    # docs/semantics.md: "If the client then retries CreateBooking with it, it gets its
-    # booking back."
-    again = reason(broker.create_booking, booking_request(replay.lease_id))
-    assert getattr(again, "booking_id", again) == booking.booking_id
-
-
-# Regression (review finding, fixed): see the commit that removed its xfail.
-def test_reschedule_retry_after_the_new_slot_started_returns_the_booking(broker, clock):
-    lease = broker.create_lease(lease_request())
-    booking = broker.create_booking(booking_request(lease.lease_id))
-    soon_ms = clock.now_ms() + 300
-    moved = broker.reschedule_booking(booking.booking_id, soon_ms * NS_PER_MS, None)
-    assert moved.slot.start_ns == soon_ms * NS_PER_MS
-    clock.pass_ms(soon_ms)
-
-    # The reply was lost; the client sends the same UpdateBooking again.
-    retry = reason(broker.reschedule_booking, booking.booking_id, soon_ms * NS_PER_MS, None)
-    assert getattr(retry, "slot", retry) == moved.slot
-
-
-def lose_first_reply(monkeypatch: pytest.MonkeyPatch, sha: str) -> list[int]:
-    """Make redis-py lose the reply of the next EVALSHA of ``sha`` after Redis ran it (a
-    socket timeout after the script executed); returns a list counting the runs."""
-    runs: list[int] = []
-    original = redis.Redis._send_command_parse_response
-
-    def flaky(self: Any, conn: Any, command_name: Any, *args: Any, **options: Any) -> Any:
-        reply = original(self, conn, command_name, *args, **options)
-        if command_name == "EVALSHA" and args[1] == sha:
-            runs.append(1)
-            if len(runs) == 1:
-                raise redis.exceptions.TimeoutError("Timeout reading from socket")
-        return reply
-
-    monkeypatch.setattr(redis.Redis, "_send_command_parse_response", flaky)
-    return runs
-
-
-@pytest.fixture
-def served_broker(redis_client, key_prefix):
-    """A broker on the client `leasebroker serve` builds (store.connect: 2 retries)."""
-    store = connect(REAL_URL, pool_size=4)
-    yield LeaseBroker(store.client, BrokerConfig(key_prefix=key_prefix))
-    store.client.close()
-
-
-@pytest.mark.parametrize("backend", ["real"])
-# Regression (review finding, fixed): see the commit that removed its xfail.
-def test_extend_with_a_lost_reply_extends_once(served_broker, monkeypatch):
-    lease = served_broker.create_lease(lease_request())
-    runs = lose_first_reply(monkeypatch, served_broker.scripts["extend_lease"]._script.sha)
-    view = served_broker.extend_lease(lease.lease_id, 1_000)
-    assert len(runs) == 2  # premise: redis-py ran the script again after the timeout
-    assert view.expires_at_ms == lease.expires_at_ms + 1_000
-
-
-@pytest.mark.parametrize("backend", ["real"])
-def test_set_capacity_with_a_lost_reply_changes_it_once(served_broker, monkeypatch, redis_client):
-    """The retry finds the capacity already set: no second write, no second event (it
-    reports the capacity as it found it, the new one)."""
-    assert served_broker.set_capacity(slot(), 2) is None
-    runs = lose_first_reply(monkeypatch, served_broker.scripts["set_capacity"]._script.sha)
-    previous = served_broker.set_capacity(slot(), 5)
-    assert len(runs) == 2
-    kinds = [e["type"] for e in events(redis_client, served_broker)]
-    assert (previous, kinds.count("inventory.capacity_set")) == (5, 2)  # one per call
-    assert served_broker.slot_status(slot()).capacity == 5
-
-
-# ================================================================ held: exact milliseconds
+# ================================================================ exact milliseconds
 
 
 @pytest.mark.parametrize("backend", ["fake"])
-def test_every_operation_agrees_a_hold_ends_at_its_expiry_millisecond(make_broker, frozen):
+def test_every_operation_agrees_a_hold_ends_at_its_expiry_millisecond(make_broker, clock):
     """At expiry - 1 the hold counts everywhere; at expiry it counts nowhere."""
     broker = make_broker(default_capacity=1)
     here, there = slot(), slot(start_ns=slot().start_ns + HOUR_NS)
-    expiry = frozen.ms + 100
+    expiry = clock.freeze() + 100
     request = lease_request(requested_expiry_ns=expiry * NS_PER_MS)
     lease = broker.create_lease(request)
     assert lease.expires_at_ms == expiry
     mover = broker.create_lease(lease_request(start_ns=there.start_ns, client_reference="m"))
     booking = broker.create_booking(booking_request(mover.lease_id))
 
-    frozen.at(expiry - 1)
+    clock.at(expiry - 1)
     other = lease_request(client_reference="other")
     assert refusal(broker.create_lease, other).reason is Reason.SLOT_FULL
-    moving = reason(broker.reschedule_booking, booking.booking_id, here.start_ns, None)
+    moving = outcome(broker.reschedule_booking, booking.booking_id, here.start_ns, None)
     assert moving is Reason.SLOT_FULL
     assert broker.create_lease(request).replayed
     assert broker.slot_status(here).holds == 1
     assert broker.sweep_expired(MERCHANT, 100) == 0
 
-    frozen.at(expiry)
+    clock.at(expiry)
     assert broker.slot_status(here).holds == 0
     for op in (
         lambda: broker.create_booking(booking_request(lease.lease_id)),
@@ -210,111 +81,41 @@ def test_every_operation_agrees_a_hold_ends_at_its_expiry_millisecond(make_broke
 
 
 @pytest.mark.parametrize("backend", ["fake"])
-def test_slot_start_millisecond_for_leases_bookings_and_prune(make_broker, frozen, redis_client):
+def test_slot_start_millisecond_for_leases_bookings_and_prune(make_broker, clock, redis_client):
     """A hold is capped at the start; at the start nothing may change; prune waits until
     the start is strictly before its cutoff, and never resets a counter still in use."""
     broker = make_broker(default_capacity=3)
-    start = frozen.ms + 100
+    start = clock.freeze() + 100
     soon = slot(start_ns=start * NS_PER_MS)
     first = broker.create_lease(lease_request(start_ns=soon.start_ns))
     assert first.expires_at_ms == start
     booking = broker.create_booking(booking_request(first.lease_id))
 
-    frozen.at(start - 1)
+    clock.at(start - 1)
     assert broker.prune(MERCHANT, older_than_ms=0).bookings == 0
     late = broker.create_lease(lease_request(start_ns=soon.start_ns, client_reference="late"))
     assert (late.expires_at_ms, late.fence) == (start, 2)  # counter not reset
     fences = broker.keys.fences(MERCHANT)
 
-    frozen.at(start)
+    clock.at(start)
     assert refusal(broker.create_booking, booking_request(late.lease_id, "Bo")).reason is (
         Reason.LEASE_EXPIRED
     )
     again = lease_request(start_ns=soon.start_ns, client_reference="again")
     assert refusal(broker.create_lease, again).reason is Reason.START_TIME_PASSED
     assert refusal(broker.cancel_booking, booking.booking_id).reason is Reason.SLOT_STARTED
-    move = reason(broker.reschedule_booking, booking.booking_id, slot().start_ns, None)
+    move = outcome(broker.reschedule_booking, booking.booking_id, slot().start_ns, None)
     assert move is Reason.SLOT_STARTED
     assert broker.prune(MERCHANT, older_than_ms=0) == PruneReport(0, 0)
     assert redis_client.hget(fences, soon.field()) == b"2"
 
-    frozen.at(start + 1)
+    clock.at(start + 1)
     report = broker.prune(MERCHANT, older_than_ms=0)
     assert (report.bookings, report.fences) == (1, 1)
     assert refusal(broker.get_booking, booking.booking_id).reason is Reason.BOOKING_NOT_FOUND
 
 
-# ================================================================ held: cluster slots
-
-
-def hash_tag(key: str) -> str:
-    start = key.index("{")
-    return key[start + 1 : key.index("}", start + 1)]
-
-
-@pytest.fixture
-def recorded_calls(monkeypatch):
-    calls: list[tuple[str, list[str]]] = []
-    original = BoundScript.__call__
-
-    def spy(self: BoundScript, keys: Any, args: Any) -> Any:
-        calls.append((self.name, list(keys)))
-        return original(self, keys, args)
-
-    monkeypatch.setattr(BoundScript, "__call__", spy)
-    return calls
-
-
-def test_every_script_of_the_lifecycle_stays_in_one_cluster_slot(
-    make_broker, redis_client, key_prefix, recorded_calls, clock
-):
-    """test_keys covers create_lease and replace_inventory; this drives every script,
-    including the sweep and prune paths for records that are already gone."""
-    broker = make_broker(default_capacity=3)
-    merchants = ["{", "}{", "a{b}c", "%7B", "😀"]
-    for m in merchants:
-        soon_ms = clock.now_ms() + 400
-        later = slot(merchant_id=m, service_id="s{1}", staff_id="}x")
-        other = slot(merchant_id=m, service_id="s{1}", staff_id="}x", start_ns=later.start_ns + 1)
-        soon = slot(merchant_id=m, start_ns=soon_ms * NS_PER_MS)
-
-        def lease(s: SlotId, ref: str, expiry_ms: int | None = None) -> str:
-            expiry = None if expiry_ms is None else expiry_ms * NS_PER_MS
-            return broker.create_lease(LeaseRequest(s, ref, "t", expiry)).lease_id
-
-        def book(lease_id: str) -> str:
-            return broker.create_booking(BookingRequest(lease_id, client_bytes())).booking_id
-
-        broker.extend_lease(lease(later, "{a}"), 1_000)
-        broker.release_lease(lease(later, "b}"))
-        booked = book(lease(later, "c"))
-        broker.reschedule_booking(booked, other.start_ns, None)
-        broker.cancel_booking(booked)
-        lease(later, "swept", soon_ms - 200)
-        gone_lease = lease(later, "gone", soon_ms - 200)
-        redis_client.delete(broker.keys.lease(m, gone_lease.rsplit(".", 1)[1]))
-        book(lease(soon, "past"))
-        gone_booking = book(lease(soon, "past-gone"))
-        redis_client.delete(broker.keys.booking(m, gone_booking.rsplit(".", 1)[1]))
-        broker.slot_status(later)
-        broker.replace_inventory(m, [InventorySlot(later, 3), InventorySlot(other, 3)])
-        broker.set_capacity(soon, 3)
-    clock.pass_ms(soon_ms)
-    for m in merchants:
-        assert broker.sweep_expired(m, 100) == 1
-        assert (broker.prune(m, 0).bookings, broker.prune(m, 0).bookings) == (2, 0)
-
-    assert {name for name, _ in recorded_calls} == set(load_sources())
-    for name, keys in recorded_calls:
-        tags = {hash_tag(key) for key in keys}
-        assert len(tags) == 1, (name, keys)
-        assert {key_slot(key.encode()) for key in keys} == {key_slot(tags.pop().encode())}
-    passed = {key for _, keys in recorded_calls for key in keys}
-    stored = {k.decode() for k in redis_client.scan_iter(match=f"{key_prefix}:*", count=1000)}
-    assert {key for key in stored if "{" in key} <= passed
-
-
-# ================================================================ held: a model of the docs
+# ================================================================ a model of the docs
 
 
 @dataclass
@@ -366,14 +167,14 @@ HOLD_MS, MAX_HOLD_MS = 60, 90
 
 @pytest.mark.parametrize("backend", ["fake"])
 @pytest.mark.parametrize("seed", range(6))
-def test_random_interleavings_match_the_documented_semantics(make_broker, frozen, seed):
+def test_random_interleavings_match_the_documented_semantics(make_broker, clock, seed):
     """One thread, a frozen clock moved in 0-5 ms steps (so expiries, slot starts and
     the capacity checks are hit at their exact millisecond), and random lease, booking,
     inventory, sweep and prune calls; every reply and every slot's holds and bookings
     must be what the documented semantics give."""
     rng = random.Random(seed)
     broker = make_broker(default_hold_ms=HOLD_MS, max_hold_ms=MAX_HOLD_MS)
-    t0 = frozen.ms
+    t0 = clock.freeze()
     starts = [t0 + 250, t0 + 500, t0 + 750, t0 + 86_400_000]
     slots = [slot(start_ns=ms * NS_PER_MS) for ms in starts]
     model = Model(starts, {0: 2, 1: 1, 3: 2})  # slot 2 is not offered at first
@@ -389,7 +190,7 @@ def test_random_interleavings_match_the_documented_semantics(make_broker, frozen
             start_ns=slots[s].start_ns, client_reference=ref,
             requested_expiry_ns=None if exp is None else exp * NS_PER_MS,
         )  # fmt: skip
-        got = reason(broker.create_lease, request)
+        got = outcome(broker.create_lease, request)
         fp = (s, ref, exp)
         held = model.live_ref(ref, now)
         if held:
@@ -420,7 +221,7 @@ def test_random_interleavings_match_the_documented_semantics(make_broker, frozen
         lease, name = pick_lease(), rng.choice(names)
         if lease is None:
             return None, None
-        got = reason(broker.create_booking, booking_request(lease.lease_id, name))
+        got = outcome(broker.create_booking, booking_request(lease.lease_id, name))
         if lease.state == "consumed":
             if lease.booked_by != name:
                 return got, Reason.LEASE_ALREADY_BOOKED
@@ -444,7 +245,7 @@ def test_random_interleavings_match_the_documented_semantics(make_broker, frozen
         lease = pick_lease()
         if lease is None:
             return None, None
-        got = reason(broker.release_lease, lease.lease_id)
+        got = outcome(broker.release_lease, lease.lease_id)
         if lease.state == "consumed":
             return got, Reason.LEASE_CONSUMED
         if lease.state == "held" and lease.expires > now:
@@ -457,7 +258,7 @@ def test_random_interleavings_match_the_documented_semantics(make_broker, frozen
         lease, by = pick_lease(), rng.choice([1, 5, 40])
         if lease is None:
             return None, None
-        got = reason(broker.extend_lease, lease.lease_id, by)
+        got = outcome(broker.extend_lease, lease.lease_id, by)
         if lease.state in ("consumed", "released"):
             return got, {"consumed": Reason.LEASE_CONSUMED, "released": Reason.LEASE_RELEASED}[
                 lease.state
@@ -476,7 +277,7 @@ def test_random_interleavings_match_the_documented_semantics(make_broker, frozen
         if picked is None:
             return None, None
         booking_id, booking = picked
-        got = reason(broker.cancel_booking, booking_id)
+        got = outcome(broker.cancel_booking, booking_id)
         if booking.status == "confirmed":
             if starts[booking.slot] <= now:
                 return got, Reason.SLOT_STARTED
@@ -488,7 +289,7 @@ def test_random_interleavings_match_the_documented_semantics(make_broker, frozen
         if picked is None:
             return None, None
         booking_id, booking = picked
-        got = reason(broker.reschedule_booking, booking_id, slots[s].start_ns, None)
+        got = outcome(broker.reschedule_booking, booking_id, slots[s].start_ns, None)
         if booking.status == "cancelled":
             return got, Reason.BOOKING_CANCELLED
         if s != booking.slot and starts[booking.slot] <= now:
@@ -534,11 +335,11 @@ def test_random_interleavings_match_the_documented_semantics(make_broker, frozen
     ops = [create] * 6 + [consume] * 4 + [release, extend] * 2 + [cancel] + [reschedule] * 3
     ops += [inventory, sweep, prune]
     for step in range(400):
-        frozen.at(frozen.ms + rng.choice([0, 0, 1, 1, 2, 3, 5]))
+        clock.at(clock.frozen_ms + rng.choice([0, 0, 1, 1, 2, 3, 5]))
         op = rng.choice(ops)
-        got, want = op(frozen.ms)
-        assert got == want, (seed, step, op.__name__, frozen.ms - t0)
+        got, want = op(clock.frozen_ms)
+        assert got == want, (seed, step, op.__name__, clock.frozen_ms - t0)
         for s, one in enumerate(slots):
             status = broker.slot_status(one)
-            expected = (model.holds(s, frozen.ms), model.booked(s))
+            expected = (model.holds(s, clock.frozen_ms), model.booked(s))
             assert (status.holds, status.bookings) == expected, (seed, step, op.__name__, s)

@@ -19,58 +19,34 @@ from typing import Any
 
 import grpc
 import pytest
-from lifecycle_helpers import (
+from support import (
     HOUR_NS,
     MERCHANT,
     START_NS,
     Clock,
-    RpcFailure,
+    StatusDetails,
     booked_slots,
     booking_request,
-    call,
     client_info,
     consume_in_process,
     create_booking_request,
     events,
     lease_request,
+    long_expiry,
     occupancy,
+    outcome,
     pb_lease,
+    race,
+    race_in_processes,
     redis_now_ms,
+    reply_or_status,
     slot,
 )
-from processes import race_in_processes
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
-from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.errors import Reason
 from leasebroker.core.sweeper import sweep_once
 from leasebroker.wire.errors import STATUS_FOR_REASON
-
-NS_PER_S = 1_000_000_000
-
-
-@pytest.fixture
-def clock(backend, monkeypatch, redis_client):
-    return Clock(backend, monkeypatch, redis_client)
-
-
-def outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """The result, or the BrokerError's reason."""
-    try:
-        return fn(*args, **kwargs)
-    except BrokerError as error:
-        return error.reason
-
-
-def race(*actions: Callable[[], Any]) -> list[Any]:
-    """Run the actions at once from threads (released by one barrier); their outcomes."""
-    barrier = threading.Barrier(len(actions))
-
-    def run(action: Callable[[], Any]) -> Any:
-        barrier.wait(timeout=30)
-        return action()
-
-    with ThreadPoolExecutor(max_workers=len(actions)) as pool:
-        return list(pool.map(run, actions))
 
 
 def assert_within_capacity(broker, s, capacity: int) -> None:
@@ -119,14 +95,15 @@ def test_create_booking_races_lease_expiry(make_broker, make_stub, clock, backen
     targets = [lease.expires_at_ms + off for lease, off in zip(leases, offsets, strict=True)]
 
     def attempt(i: int) -> Any:
-        return call(stub.CreateBooking, create_booking_request(leases[i].lease_id, client_info()))
+        request = create_booking_request(leases[i].lease_id, client_info())
+        return reply_or_status(stub.CreateBooking, request)
 
     results = at_targets(backend, clock, targets, attempt)
 
     booked = {}
     for lease, result in zip(leases, results, strict=True):
         view = broker.get_lease(lease.lease_id)
-        if isinstance(result, RpcFailure):
+        if isinstance(result, StatusDetails):
             # Refused: the lease's hold had ended on Redis's clock, and nothing was booked.
             assert (result.code, result.reason) == (grpc.StatusCode.NOT_FOUND, "LEASE_EXPIRED")
             assert (view.state, view.booking_id) == ("expired", None)
@@ -145,9 +122,10 @@ def test_create_booking_races_lease_expiry(make_broker, make_stub, clock, backen
     assert broker.slot_status(slot()).bookings == len(booked)
     # Retrying each attempt keeps its outcome.
     for lease, result in zip(leases, results, strict=True):
-        again = call(stub.CreateBooking, create_booking_request(lease.lease_id, client_info()))
-        if isinstance(result, RpcFailure):
-            assert isinstance(again, RpcFailure) and again.reason == "LEASE_EXPIRED"
+        request = create_booking_request(lease.lease_id, client_info())
+        again = reply_or_status(stub.CreateBooking, request)
+        if isinstance(result, StatusDetails):
+            assert isinstance(again, StatusDetails) and again.reason == "LEASE_EXPIRED"
         else:
             assert again.booking.booking_id == result.booking.booking_id
 
@@ -453,9 +431,7 @@ def test_stale_fencing_token_loses_to_the_new_holder(make_broker, clock):
     broker = make_broker(default_hold_ms=150, max_hold_ms=60_000)
     old = broker.create_lease(lease_request(client_reference="old"))
     clock.pass_ms(old.expires_at_ms)  # the old holder "pauses" past its expiry
-    new = broker.create_lease(
-        lease_request(client_reference="new", requested_expiry_ns=time.time_ns() + 30 * NS_PER_S)
-    )
+    new = broker.create_lease(lease_request(client_reference="new", **long_expiry()))
     assert (old.fence, new.fence) == (1, 2)
     results = race(
         lambda: outcome(broker.create_booking, booking_request(old.lease_id, expected_fence=1)),
@@ -490,13 +466,13 @@ def test_concurrent_lease_and_book_pairs_book_exactly_capacity(make_broker, make
         stub = stubs[i % servers]
         request = pb.CreateLeaseRequest(lease=pb_lease(slot(), f"ref-{i}"))
         barrier.wait(timeout=60)
-        lease = call(stub.CreateLease, request)
-        if isinstance(lease, RpcFailure):
+        lease = reply_or_status(stub.CreateLease, request)
+        if isinstance(lease, StatusDetails):
             return ("lease", lease.code, lease.reason)
-        booking = call(
+        booking = reply_or_status(
             stub.CreateBooking, create_booking_request(lease.lease.lease_id, client_info(f"c{i}"))
         )
-        if isinstance(booking, RpcFailure):
+        if isinstance(booking, StatusDetails):
             return ("booking", booking.code, booking.reason)
         return booking.booking.booking_id
 

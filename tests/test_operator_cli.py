@@ -15,9 +15,7 @@ makes events, waits until they are printed, and then sends SIGINT to this thread
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import re
 import signal
 import threading
@@ -29,22 +27,16 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import REAL_REDIS_URL
+from support import HOUR_NS, MERCHANT, REAL_REDIS_URL, book, hold, run_main, slot, unknown_id
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
-from leasebroker.cli.parser import main
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.inspection import glob_escape
 from leasebroker.core.keys import KeyBuilder, SlotId, format_span
-from leasebroker.core.model import BookingRequest, InventorySlot, Lease, LeaseRequest
-from leasebroker.core.units import NS_PER_MS
+from leasebroker.core.model import InventorySlot, Lease
+from leasebroker.core.units import DAY_NS, NS_PER_MS, NS_PER_S
 
-NS_PER_S = 1_000_000_000
-HOUR_NS = 3600 * NS_PER_S
-DAY_NS = 24 * HOUR_NS
-DURATION_NS = 1800 * NS_PER_S
-MERCHANT = "merchant-1"
 CLIENT = pb.ClientInformation(telephone="+1").SerializeToString()
 # A bound on waiting for output that must come; never reached when things work.
 WAIT_S = 30.0
@@ -59,11 +51,8 @@ def backend() -> str:
     return "real"
 
 
-@pytest.fixture(autouse=True)
-def no_leasebroker_env(monkeypatch):
-    """Tests see no LEASEBROKER_* variable unless they set one."""
-    for name in [name for name in os.environ if name.startswith("LEASEBROKER_")]:
-        monkeypatch.delenv(name)
+# Tests see no LEASEBROKER_* variable unless they set one.
+pytestmark = pytest.mark.usefixtures("no_leasebroker_env")
 
 
 @dataclass
@@ -98,24 +87,12 @@ def words(text: str) -> list[str]:
     return text.split()
 
 
-def call(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exc:  # argparse's usage errors
-        return int(exc.code or 0)
-
-
-@pytest.fixture
-def store_args(key_prefix) -> list[str]:
-    return ["--redis-url", REAL_REDIS_URL, "--key-prefix", key_prefix]
-
-
 @pytest.fixture
 def run(capsys, store_args, broker) -> Callable[..., Result]:
     """``run("inspect", ID)``: the command with this test's store options appended."""
 
     def run(*argv: str, store: bool = True) -> Result:
-        code = call([*argv, *store_args] if store else list(argv))
+        code = run_main([*argv, *store_args] if store else list(argv))
         out, err = capsys.readouterr()
         return Result(code, out, err)
 
@@ -134,15 +111,7 @@ def start_ns(broker) -> int:
 
 
 def slot_at(start_ns: int, service: str = "haircut", merchant: str = MERCHANT, **kw) -> SlotId:
-    return SlotId(merchant, service, start_ns, DURATION_NS, **kw)
-
-
-def hold(broker: LeaseBroker, slot: SlotId, reference: str, **kw: Any) -> Lease:
-    return broker.create_lease(LeaseRequest(slot, reference, **kw))
-
-
-def book(broker: LeaseBroker, lease: Lease):
-    return broker.create_booking(BookingRequest(lease.lease_id, CLIENT))
+    return slot(start_ns=start_ns, service_id=service, merchant_id=merchant, **kw)
 
 
 def expired_lease(broker: LeaseBroker, slot: SlotId, reference: str) -> Lease:
@@ -218,12 +187,6 @@ def expected_booking_json(broker: LeaseBroker, booking_id: str) -> dict[str, Any
     }
 
 
-def unknown_id(kind: str, merchant: str = MERCHANT) -> str:
-    """A well-formed id that names no record."""
-    encoded = base64.urlsafe_b64encode(merchant.encode()).rstrip(b"=").decode()
-    return f"{kind}.{encoded}.{'A' * 22}"
-
-
 # --- inspect ----------------------------------------------------------------------------
 
 
@@ -257,7 +220,7 @@ def test_inspect_lease_shows_every_field(run, broker, start_ns):
 
 def test_inspect_booking_and_its_lease_link_to_each_other(run, broker, start_ns):
     lease = hold(broker, slot_at(start_ns), "R1")
-    booking = book(broker, lease)
+    booking = book(broker, lease.lease_id, client_information=CLIENT)
 
     shown = run("inspect", booking.booking_id).fields()
     assert shown["booking"] == booking.booking_id
@@ -313,7 +276,7 @@ def test_slots_shows_each_slot_of_the_day(run, broker, start_ns):
         MERCHANT, [InventorySlot(busy, 2), InventorySlot(quiet, 1), InventorySlot(next_day, 5)]
     )
     hold(broker, busy, "A")
-    book(broker, hold(broker, busy, "B"))
+    book(broker, hold(broker, busy, "B").lease_id, client_information=CLIENT)
     day = day_of(start_ns)
     expected = [
         # service, start, duration, staff, room, capacity, source, holds, bookings, free
@@ -381,7 +344,8 @@ def test_slots_default_capacity_is_taken_from_the_option(run, broker, start_ns):
 def test_leases_lists_live_leases_and_filters_by_day(run, broker, start_ns):
     first = hold(broker, slot_at(start_ns, staff_id="ann"), "R1")
     later = hold(broker, slot_at(start_ns + DAY_NS), "R2")
-    book(broker, hold(broker, slot_at(start_ns, "color"), "R3"))  # consumed: not a lease now
+    consumed = hold(broker, slot_at(start_ns, "color"), "R3")  # consumed: not a lease now
+    book(broker, consumed.lease_id, client_information=CLIENT)
 
     rows = run("leases", "--merchant", MERCHANT).rows()
     assert [row["LEASE"] for row in rows] == [first.lease_id, later.lease_id]
@@ -409,8 +373,9 @@ def test_leases_lists_live_leases_and_filters_by_day(run, broker, start_ns):
 
 
 def test_bookings_lists_bookings_and_filters_by_day(run, broker, start_ns):
-    first = book(broker, hold(broker, slot_at(start_ns), "R1"))
-    later = book(broker, hold(broker, slot_at(start_ns + DAY_NS), "R2"))
+    first = book(broker, hold(broker, slot_at(start_ns), "R1").lease_id, client_information=CLIENT)
+    later_lease = hold(broker, slot_at(start_ns + DAY_NS), "R2")
+    later = book(broker, later_lease.lease_id, client_information=CLIENT)
     broker.cancel_booking(later.booking_id)
 
     rows = run("bookings", "--merchant", MERCHANT).rows()
@@ -460,7 +425,7 @@ def test_release_ends_the_lease_and_prints_it(run, broker, start_ns, as_json):
 
 def test_release_of_a_booked_lease_exits_1(run, broker, start_ns):
     lease = hold(broker, slot_at(start_ns), "R1")
-    booking = book(broker, lease)
+    booking = book(broker, lease.lease_id, client_information=CLIENT)
     result = run("release", lease.lease_id)
     assert result.code == 1
     assert result.err.startswith("leasebroker: LEASE_CONSUMED: ")
@@ -472,7 +437,9 @@ def test_release_of_a_booked_lease_exits_1(run, broker, start_ns):
 
 @pytest.mark.parametrize("command", ["release", "extend"])
 def test_release_and_extend_of_unknown_lease_exit_4(run, broker, start_ns, command):
-    booking = book(broker, hold(broker, slot_at(start_ns), "R1"))
+    booking = book(
+        broker, hold(broker, slot_at(start_ns), "R1").lease_id, client_information=CLIENT
+    )
     extra = ["--by", "5m"] if command == "extend" else []
     for public_id in (unknown_id("l"), "l.garbage", booking.booking_id):
         result = run(command, public_id, *extra)
@@ -518,7 +485,7 @@ def _released(broker, lease):
 
 
 def _booked(broker, lease):
-    book(broker, lease)
+    book(broker, lease.lease_id, client_information=CLIENT)
     return []
 
 
@@ -578,7 +545,7 @@ def play_scenario(run, broker, start_ns) -> dict[str, str]:
     assert run("extend", first.lease_id, "--by", "1m").code == 0
     assert run("release", first.lease_id).code == 0
     second = hold(broker, slot, "R2")
-    booking = book(broker, second)
+    booking = book(broker, second.lease_id, client_information=CLIENT)
     broker.cancel_booking(booking.booking_id)
     third = expired_lease(broker, slot, "R3")
     assert run("sweep").out == "marked 1 lease(s) expired\n"
@@ -695,7 +662,7 @@ def run_until_interrupted(argv: list[str], script: Callable[[], None]) -> int:
     driver = threading.Thread(target=drive, daemon=True)
     try:
         driver.start()
-        code = call(argv)
+        code = run_main(argv)
     finally:
         done.set()
         driver.join(WAIT_S)
@@ -720,7 +687,7 @@ def test_events_follow_prints_new_events_until_ctrl_c(
         stdout.wait_for_lines(1)  # the history: lease R2 created; now it waits in XREAD
         broker.extend_lease(first.lease_id, 60_000)
         broker.release_lease(first.lease_id)
-        book(broker, second)
+        book(broker, second.lease_id, client_information=CLIENT)
         stdout.wait_for_lines(5)
 
     argv = ["events", "--merchant", MERCHANT, "--follow", "--since", since, *store_args]
@@ -978,7 +945,7 @@ COMMAND_IDS = [" ".join(argv[:2]) if argv[0] == "inventory" else argv[0] for arg
 
 @pytest.mark.parametrize("argv", EVERY_COMMAND, ids=COMMAND_IDS)
 def test_every_command_needs_a_redis_url(capsys, argv):
-    code = call(argv)
+    code = run_main(argv)
     _out, err = capsys.readouterr()
     assert code == 2
     assert "needs --redis-url (or LEASEBROKER_REDIS_URL)" in err
@@ -1000,7 +967,7 @@ def test_unreachable_redis_exits_3(run, monkeypatch, argv):
 def test_redis_url_from_the_environment(capsys, monkeypatch, key_prefix, broker):
     monkeypatch.setenv("LEASEBROKER_REDIS_URL", REAL_REDIS_URL)
     monkeypatch.setenv("LEASEBROKER_KEY_PREFIX", key_prefix)
-    assert call(["inventory", "show", "--merchant", MERCHANT, "--json"]) == 0
+    assert run_main(["inventory", "show", "--merchant", MERCHANT, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
 
 
@@ -1052,7 +1019,7 @@ def test_bad_usage_exits_2(run, argv, complaint):
 
 
 def test_bad_key_prefix_exits_2(capsys):
-    code = call(["inspect", SOME_LEASE, "--redis-url", REAL_REDIS_URL, "--key-prefix", "a b"])
+    code = run_main(["inspect", SOME_LEASE, "--redis-url", REAL_REDIS_URL, "--key-prefix", "a b"])
     assert code == 2
     assert "key prefix 'a b'" in capsys.readouterr().err
 

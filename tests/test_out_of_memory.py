@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 import redis_servers
-from lifecycle_helpers import booking_request, lease_request, refusal, slot
+from support import booking_request, lease_request, refusal, slot
 
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import Reason

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
+from support import HOUR_NS
+
 from leasebroker.core.keys import SlotId
 from leasebroker.core.model import LeaseRequest
-
-HOUR_NS = 3600 * 10**9
 
 
 def test_create_lease_is_one_round_trip(broker, redis_client, monkeypatch):

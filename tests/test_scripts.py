@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 import types
 from pathlib import Path
 
 import pytest
+from support import lease_request
 
 from leasebroker.core import scripts as scripts_module
-from leasebroker.core.keys import SlotId
-from leasebroker.core.model import LeaseRequest
 from leasebroker.core.outcomes import Outcome, lua_table
 from leasebroker.core.scripts import BoundScript, Scripts, load_sources
 
@@ -22,7 +20,6 @@ NAME_RE = re.compile(r"^(?P<name>[a-z_]+)-(?P<keys>\d+)\.lua$")
 SCRIPT_FILES = sorted(p for p in LUA_DIR.glob("*.lua") if p.name != "_lib.lua")
 ALL_LUA_FILES = sorted(LUA_DIR.glob("*.lua"))
 OUTCOME_RE = re.compile(r"\bOUTCOME\.([A-Za-z_][A-Za-z0-9_]*)")
-NS_PER_S = 1_000_000_000
 
 
 def header_lines(path: Path) -> list[str]:
@@ -160,18 +157,13 @@ def test_scripts_expose_their_key_counts(redis_client):
         assert registered[NAME_RE.match(path.name)["name"]].key_count == key_count(path)
 
 
-def _request(reference: str) -> LeaseRequest:
-    start = (time.time_ns() // NS_PER_S + 86_400) * NS_PER_S
-    return LeaseRequest(SlotId("m", "s", start, 1800 * NS_PER_S), client_reference=reference)
-
-
 def test_script_cache_flush_is_recovered(make_broker, redis_client):
     broker = make_broker(default_capacity=2)
-    first = broker.create_lease(_request("r1"))
+    first = broker.create_lease(lease_request(client_reference="r1"))
     redis_client.script_flush()
     sha = broker.scripts["create_lease"]._script.sha
     assert redis_client.script_exists(sha) == [False]
-    second = broker.create_lease(_request("r2"))
+    second = broker.create_lease(lease_request(client_reference="r2"))
     assert (first.fence, second.fence) == (1, 2)
     assert not second.replayed
 

@@ -17,9 +17,19 @@ from datetime import datetime, timedelta, timezone
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from helpers import CLI, DURATION_S, START_S, ServeProcess, clean_env, run_cli
+from support import (
+    CLI,
+    DURATION_S,
+    START_S,
+    ServeProcess,
+    availability_feed,
+    clean_env,
+    feed_entry,
+    run_cli,
+    run_main,
+)
 
-from leasebroker.cli.parser import build_parser, main
+from leasebroker.cli.parser import build_parser
 
 START = datetime.fromtimestamp(START_S, tz=timezone.utc)
 START_Z = START.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -30,19 +40,13 @@ STOPPED_RE = re.compile(r"\bstopped\b")
 SERVE_NO_ADMIN = ["serve", "--port", "0", "--admin-port", "-1"]
 
 
-@pytest.fixture(autouse=True)
-def no_leasebroker_env(monkeypatch):
-    """Tests see no LEASEBROKER_* variable unless they set one."""
-    for name in [name for name in os.environ if name.startswith("LEASEBROKER_")]:
-        monkeypatch.delenv(name)
+# Tests see no LEASEBROKER_* variable unless they set one.
+pytestmark = pytest.mark.usefixtures("no_leasebroker_env")
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:
     """``leasebroker ARGV`` in process: (exit code, stdout, stderr)."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse's usage errors
-        code = exc.code
+    code = run_main(argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -245,15 +249,8 @@ def test_serve_with_inconsistent_config_exits_2(flags):
 
 
 def write_feed(tmp_path, spots_open: int = 2):
-    entry = {
-        "merchant_id": "merchant-1",
-        "service_id": "haircut",
-        "start_sec": START_S,
-        "duration_sec": DURATION_S,
-        "spots_open": spots_open,
-    }
     path = tmp_path / "feed.json"
-    path.write_text(json.dumps({"service_availability": [{"availability": [entry]}]}))
+    path.write_text(json.dumps(availability_feed(feed_entry(spots_open=spots_open))))
     return path
 
 

@@ -6,6 +6,7 @@ import time
 from unittest import mock
 
 import grpc
+from support import HOUR_NS
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
@@ -13,8 +14,6 @@ from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.keys import SlotId
 from leasebroker.core.model import LeaseRequest
 from leasebroker.testing import fake_broker, serving
-
-HOUR_NS = 3600 * 10**9
 
 
 def test_fake_broker_holds_and_expires_with_patched_time():

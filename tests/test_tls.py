@@ -11,14 +11,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from helpers import ServeProcess, run_cli
+from support import HOUR_NS, ServeProcess, create_request, run_cli
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 from leasebroker.wire.server import start_server
 from leasebroker.wire.tls import ServerTls
-
-HOUR_NS = 3600 * 10**9
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -50,10 +48,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _lease() -> pb.CreateLeaseRequest:
-    lease = pb.Lease(merchant_id="m", service_id="s", client_reference="r")
-    lease.start_time.FromNanoseconds(time.time_ns() + HOUR_NS)
-    lease.duration.FromSeconds(1800)
-    return pb.CreateLeaseRequest(lease=lease)
+    start_ns = time.time_ns() + HOUR_NS
+    return create_request(merchant_id="m", service_id="s", client_reference="r", start_ns=start_ns)
 
 
 def _call(port: int, credentials: grpc.ChannelCredentials | None) -> grpc.StatusCode:
