@@ -15,9 +15,10 @@ import logging
 from typing import Any
 
 from leasebroker.core.broker import LeaseBroker
-from leasebroker.core.errors import BrokerError
+from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.store import Store, StoreError, embedded_store, open_redis
+from leasebroker.core.stored_settings import differences
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_NOT_FOUND = 4
@@ -41,6 +42,13 @@ CONFIG_OPTIONS = {
     "record_retention": "record_retention_ms",
     "key_prefix": "key_prefix",
 }
+
+
+def given_fields(args: argparse.Namespace) -> set[str]:
+    """The BrokerConfig fields given by a flag or LEASEBROKER_* variable."""
+    return {
+        field for option, field in CONFIG_OPTIONS.items() if getattr(args, option, None) is not None
+    }
 
 
 def config_from_args(args: argparse.Namespace) -> BrokerConfig:
@@ -78,27 +86,65 @@ def open_store(args: argparse.Namespace, pool_size: int) -> Store:
 
 
 def open_broker(
-    args: argparse.Namespace, config: BrokerConfig, pool_size: int
+    args: argparse.Namespace, pool_size: int, *, store_settings: bool = False, settle: bool = True
 ) -> tuple[Store, LeaseBroker]:
-    """The store (see :func:`open_store`) and a broker on it whose Redis user may run
-    every command the broker needs: else exit 2 naming the commands, before anything
-    is written (inside a script a denied command fails half-way)."""
+    """The store (see :func:`open_store`) and a broker on it, checked and settled:
+
+    - its Redis user may run every command the broker needs, else exit 2 naming the
+      commands, before anything is written (inside a script a denied command fails
+      half-way);
+    - it uses the settings stored under the key prefix (``store_settings``: storing
+      the given ones when none are), and a flag or variable that differs from a stored
+      value is exit 2 naming each difference: processes cannot disagree (``settle``
+      false: the given settings, for ``config set`` which changes the stored ones).
+    """
+    given = config_from_args(args)
     store = open_store(args, pool_size)
-    broker = LeaseBroker(store.client, config)
+    broker = LeaseBroker(store.client, given)
+    try:
+        _check_permissions(broker)
+        if settle:
+            _settle(args, broker, given, store_settings)
+    except CliError:
+        store.close()
+        raise
+    return store, broker
+
+
+def _settle(
+    args: argparse.Namespace, broker: LeaseBroker, given: BrokerConfig, store_settings: bool
+) -> None:
+    try:
+        stored = broker.settle_settings(given, store=store_settings)
+    except BrokerError as exc:
+        code = EXIT_UNREACHABLE if exc.reason is Reason.STORE_UNAVAILABLE else EXIT_USAGE
+        raise CliError(str(exc.message), code) from exc
+    if stored is None:
+        return
+    clashes = differences(given, stored, given_fields(args))
+    if clashes:
+        raise CliError(
+            f"the given settings differ from those stored at {broker.keys.settings()}, which "
+            f"every process on this key prefix uses: {'; '.join(clashes)}. Drop the "
+            "flags (or LEASEBROKER_* variables), or change the stored settings for every "
+            "process with `leasebroker config set`",
+            EXIT_USAGE,
+        )
+    broker.config = stored
+
+
+def _check_permissions(broker: LeaseBroker) -> None:
     try:
         denied = broker.denied_commands()
     except BrokerError as exc:
-        store.close()
         message = f"cannot check the Redis user's permissions: {exc}"
         raise CliError(message, EXIT_UNREACHABLE) from exc
     if denied:
-        store.close()
         raise CliError(
             f"the Redis user may not run {', '.join(denied)}, which leasebroker needs "
             "(docs/operations.md shows the ACL rule that allows every command it uses)",
             EXIT_USAGE,
         )
-    return store, broker
 
 
 def unreachable(what: str, exc: Exception) -> CliError:

@@ -7,7 +7,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from leasebroker.cli import events, inventory_commands, key_layout, maintenance, records
+from leasebroker.cli import (
+    config_command,
+    events,
+    inventory_commands,
+    key_layout,
+    maintenance,
+    records,
+)
 from leasebroker.cli.session import Session
 from leasebroker.core.errors import BrokerError
 
@@ -24,6 +31,8 @@ COMMANDS: dict[str, Callable[[Session], int]] = {
     "prune": maintenance.prune,
     "inventory show": inventory_commands.inventory_show,
     "inventory set": inventory_commands.inventory_set,
+    "config show": config_command.config_show,
+    "config set": config_command.config_set,
 }
 
 

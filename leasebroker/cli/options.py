@@ -135,8 +135,15 @@ def _default_text(field: str) -> str:
 
 
 def add_broker_options(parser: argparse.ArgumentParser) -> None:
-    """The broker settings. Operator commands take them too and must be given the values
-    the servers use (they read the same LEASEBROKER_* variables). String defaults go
-    through ``type``, so a bad variable is a usage error."""
+    """The deciding settings. Unset (None) unless given as a flag or ``LEASEBROKER_*``
+    variable: then the settings stored under the key prefix apply, or BrokerConfig's
+    defaults where none are stored (see :func:`leasebroker.cli.common.open_broker`).
+    A variable's text goes through ``type``, so a bad one is a usage error."""
     for flag, variable, kind, field, help in BROKER_OPTIONS:
-        parser.add_argument(flag, type=kind, default=env(variable, _default_text(field)), help=help)
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=env(variable),
+            help=f"{help} (default: the stored setting, else {_default_text(field)}; "
+            f"env LEASEBROKER_{variable})",
+        )

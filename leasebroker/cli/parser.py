@@ -113,6 +113,18 @@ def _add_operator_commands(commands: Any, inventory: Any) -> None:
     set_.add_argument("--capacity", required=True, type=count_arg, help="spots, 0 or more")
 
 
+def _add_config_commands(commands: Any) -> None:
+    """config show / config set: the settings stored under the key prefix."""
+    config = commands.add_parser(
+        "config", help="show or change the settings every process on a key prefix uses"
+    ).add_subparsers(dest="config_command", required=True)
+    add_operator_command(config, "show", "print the stored settings", operator="config show")
+    change = add_operator_command(
+        config, "set", "change the stored settings for every process", operator="config set"
+    )
+    add_broker_options(change)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leasebroker", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -208,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_store_options(load, required=True)
     _add_operator_commands(commands, inventory)
+    _add_config_commands(commands)
     return parser
 
 

@@ -34,6 +34,9 @@ from leasebroker.wire.tls import ServerTls, TlsError
 
 log = logging.getLogger("leasebroker")
 
+# How often serve takes the settings stored under its key prefix (config set).
+SETTINGS_RELOAD_S = 5.0
+
 
 def _read_feed(path: str) -> dict[str, list[InventorySlot]]:
     """The feed's inventories; a bad or hostile feed is a usage error (exit 2)."""
@@ -83,7 +86,7 @@ def serve(args: argparse.Namespace) -> int:
     admin_enabled = args.admin_port >= 0
     if admin_enabled and args.admin_port == args.port != 0:
         raise CliError("--admin-port must differ from --port", EXIT_USAGE)
-    config = config_from_args(args)
+    config_from_args(args)  # an inconsistent configuration: exit 2 before connecting
     try:
         tls = ServerTls.from_options(args.tls_cert, args.tls_key, args.tls_client_ca)
         if tls is not None:
@@ -93,7 +96,10 @@ def serve(args: argparse.Namespace) -> int:
     inventories = _read_feed(args.inventory) if args.inventory else None
     # One connection per handler thread, plus a few spare, so bursts never wait on the pool.
     admin_workers = ADMIN_WORKERS if admin_enabled else 0
-    store, broker = open_broker(args, config, pool_size=args.workers + admin_workers + 4)
+    store, broker = open_broker(
+        args, pool_size=args.workers + admin_workers + 4, store_settings=True
+    )
+    config = broker.config
     if inventories is not None:
         _load_feed(broker, inventories, args.inventory)
     try:
@@ -113,11 +119,14 @@ def serve(args: argparse.Namespace) -> int:
     else:
         log.info("using %s", store.description)
     log.info(
-        "default capacity %d, default hold %d ms, max hold %d ms, key prefix %r",
+        "default capacity %d, default hold %d ms, max hold %d ms, record retention %d ms, "
+        "key prefix %r (settings stored at %s)",
         config.default_capacity,
         config.default_hold_ms,
         config.max_hold_ms,
+        config.record_retention_ms,
         config.key_prefix,
+        broker.keys.settings(),
     )
     log.info(
         "listening on %s:%d (%s)",
@@ -128,7 +137,9 @@ def serve(args: argparse.Namespace) -> int:
     for each in admin:
         log.info("admin listening on %s:%d", args.admin_host, each.port)
     background = [
-        Periodic("store-health", store_health_check(broker, [running, *admin]), HEALTH_INTERVAL_S)
+        Periodic("store-health", store_health_check(broker, [running, *admin]), HEALTH_INTERVAL_S),
+        # `leasebroker config set` reaches every running process within this interval.
+        Periodic("settings-reload", broker.reload_settings, SETTINGS_RELOAD_S),
     ]
     if args.sweep_interval > 0:
         background.append(SweeperThread(broker, interval_s=args.sweep_interval / 1000))
@@ -150,10 +161,10 @@ def load_inventory(args: argparse.Namespace) -> int:
             "lives inside one serve process: use `leasebroker serve --inventory FEED.json`",
             EXIT_USAGE,
         )
-    config = config_from_args(args)
+    config_from_args(args)
     # Parse (once) before connecting: a bad feed is reported without touching the store.
     inventories = _read_feed(args.feed)
-    store, broker = open_broker(args, config, pool_size=2)
+    store, broker = open_broker(args, pool_size=2)
     try:
         _load_feed(broker, inventories, args.feed, complete=args.complete)
     finally:

@@ -46,7 +46,9 @@ class Session:
                     f"{self.args.operator} needs --redis-url (or LEASEBROKER_REDIS_URL)",
                     EXIT_USAGE,
                 )
-            self._store, self._broker = open_broker(self.args, self.config, pool_size=2)
+            settle = not self.args.operator.startswith("config")
+            self._store, self._broker = open_broker(self.args, pool_size=2, settle=settle)
+            self.config = self._broker.config
         return self._broker
 
     @property

@@ -15,12 +15,13 @@ from leasebroker.core.inventory import InventoryOps
 from leasebroker.core.leases import LeaseOps, request_fingerprint
 from leasebroker.core.model import SlotStatus
 from leasebroker.core.pruning import PruneOps
+from leasebroker.core.stored_settings import SettingsOps
 from leasebroker.core.units import DAY_NS
 
 __all__ = ["LeaseBroker", "request_fingerprint"]
 
 
-class LeaseBroker(LeaseOps, BookingOps, InventoryOps, PruneOps, InspectionOps):
+class LeaseBroker(LeaseOps, BookingOps, InventoryOps, PruneOps, InspectionOps, SettingsOps):
     """Lease, booking and inventory operations over one Redis client
     (single node, cluster, or fakeredis)."""
 

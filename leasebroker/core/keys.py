@@ -221,6 +221,10 @@ class KeyBuilder:
         """Registry of merchant ids (SET) that the expiry sweeper walks; no hash tag."""
         return f"{self.prefix}:merchants"
 
+    def settings(self) -> str:
+        """The deciding settings every process on this prefix uses (JSON string)."""
+        return f"{self.prefix}:settings"
+
     def probe(self) -> str:
         """The scratch key the start-up permission check writes and deletes; no hash tag."""
         return f"{self.prefix}:probe"
