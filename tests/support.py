@@ -68,7 +68,7 @@ HOUR_NS = 3600 * NS_PER_S
 SHORT_HOLD = {"default_hold_ms": 150, "max_hold_ms": 150}
 PAST_SHORT_HOLD_S = 0.3
 
-_SLOT_FIELDS = {f.name for f in dataclasses.fields(SlotId)}
+SLOT_FIELDS = {f.name for f in dataclasses.fields(SlotId)}
 
 
 # ---------------------------------------------------------------- library builders
@@ -89,8 +89,8 @@ def slot(**overrides: Any) -> SlotId:
 
 def lease_request(**overrides: Any) -> LeaseRequest:
     """A valid LeaseRequest; any SlotId or LeaseRequest field can be overridden by name."""
-    slot_part = {k: v for k, v in overrides.items() if k in _SLOT_FIELDS}
-    rest = {k: v for k, v in overrides.items() if k not in _SLOT_FIELDS}
+    slot_part = {k: v for k, v in overrides.items() if k in SLOT_FIELDS}
+    rest = {k: v for k, v in overrides.items() if k not in SLOT_FIELDS}
     return LeaseRequest(**{"slot": slot(**slot_part), "client_reference": "ref-1", **rest})
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import fields
 
 import pytest
 import redis
 from support import (
     PAST_SHORT_HOLD_S,
     SHORT_HOLD,
+    SLOT_FIELDS,
     START_NS,
     lease_in_process,
     lease_request,
@@ -31,14 +31,11 @@ from support import (
 
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
-from leasebroker.core.keys import IdKind, SlotId, parse_public_id
+from leasebroker.core.keys import IdKind, parse_public_id
 from leasebroker.core.model import InventorySlot, Lease, LeaseRequest
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.units import NS_PER_MS, NS_PER_S
 from leasebroker.core.validation import MAX_INSTANT_NS, MAX_SLOT_DURATION_NS, MIN_INSTANT_NS
-
-_SLOT_FIELDS = {f.name for f in fields(SlotId)}
-
 
 # ---------------------------------------------------------------- capacity
 
@@ -460,7 +457,7 @@ def test_optional_ids_may_be_empty(broker, name):
 def test_ids_at_the_limit_are_accepted(broker, name, value):
     lease = broker.create_lease(lease_request(**{name: value}))
     assert lease.fence == 1
-    echoed = getattr(lease.slot, name) if name in _SLOT_FIELDS else getattr(lease, name)
+    echoed = getattr(lease.slot, name) if name in SLOT_FIELDS else getattr(lease, name)
     assert echoed == value
     assert broker.create_lease(lease_request(**{name: value})).replayed
 
