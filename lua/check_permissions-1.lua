@@ -41,6 +41,8 @@ local probes = {
   XREAD = {'XREAD', 'COUNT', 1, 'STREAMS', key, '0-0'},
   XTRIM = {'XTRIM', key, 'MAXLEN', 0},
   SCAN = {'SCAN', 0, 'MATCH', key, 'COUNT', 1},
+  GET = {'GET', key},
+  SET = {'SET', key, '1', 'PX', 10000},
 }
 
 for index = 1, #ARGV do

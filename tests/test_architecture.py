@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib.metadata
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from importlinter.cli import lint_imports
 
 import leasebroker
 
@@ -36,11 +37,16 @@ PUBLIC_API = {
 }
 
 
-def test_import_contracts_hold(monkeypatch):
+def test_import_contracts_hold():
     """cli -> wire -> core, no gRPC or protobuf in the core, Redis only from the core,
-    and no cycles (the contracts in pyproject.toml)."""
-    monkeypatch.chdir(ROOT)
-    assert lint_imports(config_filename="pyproject.toml") == 0
+    and no cycles (the contracts in pyproject.toml). In a subprocess: import-linter
+    configures logging, which would switch off the loggers of the tests after it."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports; "
+         "sys.exit(lint_imports(config_filename='pyproject.toml'))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _modules() -> list[Path]:

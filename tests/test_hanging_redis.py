@@ -19,6 +19,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from own_redis import own_redis
+from support import START_NS
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
@@ -31,7 +32,6 @@ from leasebroker.core.units import NS_PER_S
 from leasebroker.wire.server import HEALTH_INTERVAL_S, start_server, store_health_check
 
 CALL_TIMEOUT_S = 1.0
-START_NS = (time.time_ns() // NS_PER_S + 86_400) * NS_PER_S
 
 
 @pytest.fixture

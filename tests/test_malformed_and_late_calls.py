@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
-from helpers import create_request, status_details
+from support import create_request, status_details
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v1 import admin_pb2

@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 import pytest
+from support import MERCHANT, client_bytes
 
-from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.keys import SlotId
 from leasebroker.core.model import BookingRequest, InventorySlot, LeaseRequest
@@ -22,8 +22,7 @@ from leasebroker.core.scripts import BoundScript, load_sources
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.units import NS_PER_MS, NS_PER_S
 
-MERCHANT = "merchant-1"
-CLIENT = pb.ClientInformation(telephone="+1 650 555 0100").SerializeToString()
+CLIENT = client_bytes()
 # Values no script may take where it expects a whole number.
 BAD_NUMBERS = ["90000.5", "x", "-", "1e3", "0x10", " 1", "9" * 20]
 _DIGITS_RE = re.compile(r"-?[0-9]+")

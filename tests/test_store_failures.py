@@ -15,8 +15,8 @@ import grpc
 import pytest
 import redis
 import redis.exceptions
-from helpers import START_NS, create_request, status_details
 from redis._parsers.base import BaseParser
+from support import START_NS, create_request, status_details
 
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 from leasebroker.core.broker import LeaseBroker

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import delete_prefix, real_redis_or_skip
-from support import REAL_REDIS_URL, ServeProcess, clean_env, run_cli
+from support import ServeProcess, clean_env, run_cli
 
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
@@ -58,10 +58,6 @@ def test_stored_settings_that_are_not_valid_are_named(make_broker, redis_client)
         assert "config set" in refused.value.message
 
 
-def store_args(prefix: str) -> list[str]:
-    return ["--redis-url", REAL_REDIS_URL, "--key-prefix", prefix]
-
-
 @pytest.fixture
 def real_broker(key_prefix) -> Iterator[LeaseBroker]:
     """A broker on the real Redis (the CLI tests' store), its keys deleted after."""
@@ -73,52 +69,45 @@ def real_broker(key_prefix) -> Iterator[LeaseBroker]:
         client.close()
 
 
-def test_serve_stores_its_settings_and_a_differing_one_refuses_to_start(key_prefix, real_broker):
-    with ServeProcess([*store_args(key_prefix), "--default-capacity", "2"], env=clean_env()) as one:
+def test_serve_stores_its_settings_and_a_differing_one_refuses_to_start(store_args, real_broker):
+    with ServeProcess([*store_args, "--default-capacity", "2"], env=clean_env()) as one:
         one.wait_listening()
-    shown = run_cli(["config", "show", "--json", *store_args(key_prefix)])
+    shown = run_cli(["config", "show", "--json", *store_args])
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["stored"] is True and data["settings"]["default_capacity"] == 2
     assert set(data["settings"]) == set(DECIDING_FIELDS)
 
-    refused = run_cli(["serve", "--port", "0", "--admin-port", "-1", *store_args(key_prefix),
+    refused = run_cli(["serve", "--port", "0", "--admin-port", "-1", *store_args,
                        "--default-capacity", "3"])  # fmt: skip
     assert refused.returncode == 2, refused.stderr
     assert "default_capacity: 3 (given) vs 2 (stored)" in refused.stderr
     assert "Traceback" not in refused.stderr
 
     env = clean_env(LEASEBROKER_DEFAULT_CAPACITY="4")
-    by_variable = run_cli(
-        ["serve", "--port", "0", "--admin-port", "-1", *store_args(key_prefix)], env
-    )
+    by_variable = run_cli(["serve", "--port", "0", "--admin-port", "-1", *store_args], env)
     assert by_variable.returncode == 2 and "4 (given) vs 2 (stored)" in by_variable.stderr
 
-    with ServeProcess(store_args(key_prefix), env=clean_env()) as two:
+    with ServeProcess(store_args, env=clean_env()) as two:
         two.wait_listening()
         assert any(re.search(r"default capacity 2\b", line) for line in two.lines), two.lines
 
 
-def test_operator_commands_take_the_stored_settings(key_prefix, real_broker):
-    assert (
-        run_cli(["config", "set", "--default-capacity", "3", *store_args(key_prefix)]).returncode
-        == 0
-    )
+def test_operator_commands_take_the_stored_settings(store_args, real_broker):
+    assert run_cli(["config", "set", "--default-capacity", "3", *store_args]).returncode == 0
     result = run_cli(["slots", "--merchant", "m-1", "--day", "2099-12-01", "--json",
-                      *store_args(key_prefix)])  # fmt: skip
+                      *store_args])  # fmt: skip
     assert result.returncode == 0, result.stderr
-    clash = run_cli(
-        ["slots", "--merchant", "m-1", "--default-capacity", "1", *store_args(key_prefix)]
-    )
+    clash = run_cli(["slots", "--merchant", "m-1", "--default-capacity", "1", *store_args])
     assert clash.returncode == 2 and "1 (given) vs 3 (stored)" in clash.stderr
 
 
-def test_config_set_validates_and_needs_a_setting(key_prefix, real_broker):
-    none = run_cli(["config", "set", *store_args(key_prefix)])
+def test_config_set_validates_and_needs_a_setting(store_args, real_broker):
+    none = run_cli(["config", "set", *store_args])
     assert none.returncode == 2 and "at least one setting" in none.stderr
-    bad = run_cli(["config", "set", "--max-hold", "1m", *store_args(key_prefix)])
+    bad = run_cli(["config", "set", "--max-hold", "1m", *store_args])
     assert bad.returncode == 2 and "maximum hold" in bad.stderr
     assert real_broker.stored_settings() is None
-    done = run_cli(["config", "set", "--default-hold", "5m", *store_args(key_prefix)])
+    done = run_cli(["config", "set", "--default-hold", "5m", *store_args])
     assert done.returncode == 0, done.stderr
     assert real_broker.stored_settings().default_hold_ms == 5 * 60_000
