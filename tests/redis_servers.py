@@ -1,17 +1,22 @@
 """Start throwaway redis-server processes on free loopback ports, for tests that need a
-server configured their own way (a cluster, a tiny maxmemory)."""
+server configured their own way (a cluster, a tiny maxmemory, ACL users, one to freeze),
+and stop them by PID. The shared Redis at 127.0.0.1:6379 is never changed."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 
 
 def binaries() -> tuple[str, str]:
@@ -50,17 +55,27 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 20.0) 
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+# The servers this module started, by port, so that each is stopped by its PID.
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def start(folder: Path, *settings: str) -> int:
-    """Start a daemonized redis-server with ``settings``; returns its port once it answers."""
+    """Start a redis-server with ``settings`` (in the foreground, so its PID is known);
+    returns its port once it answers."""
     server, _ = binaries()
     port = free_port_pair()
-    subprocess.run(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--daemonize", "yes", "--dir", str(folder), "--logfile", f"{folder}/{port}.log",
-         *settings],
-        check=True,
-    )  # fmt: skip
-    wait_for(lambda: ping(port), f"redis-server on port {port}")
+    with open(folder / f"{port}.log", "ab") as log:
+        process = subprocess.Popen(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+             "no", "--dir", str(folder), *settings],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    _STARTED[port] = process
+    try:
+        wait_for(lambda: ping(port), f"redis-server on port {port}")
+    except TimeoutError:
+        stop(port)
+        raise
     return port
 
 
@@ -70,5 +85,39 @@ def ping(port: int) -> bool:
 
 
 def stop(port: int) -> None:
-    _, cli = binaries()
-    subprocess.run([cli, "-p", str(port), "shutdown", "nosave"], capture_output=True)
+    """Stop the server on ``port``: by its PID when this module started it (a frozen one
+    too), else with SHUTDOWN NOSAVE."""
+    process = _STARTED.pop(port, None)
+    if process is None:
+        _, cli = binaries()
+        subprocess.run([cli, "-p", str(port), "shutdown", "nosave"], capture_output=True)
+        return
+    process.send_signal(signal.SIGCONT)  # a frozen (SIGSTOP) server must be able to die
+    process.kill()
+    process.wait(timeout=10)
+
+
+@dataclass
+class OwnRedis:
+    """A server of a test's own: its process (for signals) and port."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **options: object) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, protocol=2, **options)
+
+
+@contextmanager
+def own_redis(folder: Path, *settings: str) -> Iterator[OwnRedis]:
+    """A redis-server no other test touches (one to freeze, one with ACL users of its
+    own), stopped by its PID when the block ends."""
+    port = start(folder, *settings)
+    try:
+        yield OwnRedis(_STARTED[port], port)
+    finally:
+        stop(port)

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from own_redis import own_redis
+from redis_servers import own_redis
 from support import START_NS
 
 from leasebroker.api.v0 import booking_service_pb2 as pb

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from own_redis import OwnRedis, own_redis
+from redis_servers import OwnRedis, own_redis
 from support import ServeProcess, clean_env, run_cli
 
 from leasebroker.core.broker import LeaseBroker
