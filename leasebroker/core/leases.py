@@ -60,14 +60,15 @@ LEASE_REFUSALS: Refusals = {
 
 
 def request_fingerprint(request: LeaseRequest) -> str:
-    """A digest of everything that makes two CreateLease requests "the same request"."""
+    """A digest of everything that makes two CreateLease requests "the same request":
+    the slot and the availability tag. Not the requested ``lease_expiration_time``: a
+    client that recomputes it on a retry (Google's do) must still learn its lease id,
+    so such a retry returns the original lease, with the original expiry."""
     s = request.slot
     canonical = msgpack.packb(
         [
             s.merchant_id, s.service_id, s.start_ns, s.duration_ns, s.staff_id, s.room_id,
             request.availability_tag, request.client_reference,
-            # As text: a far-future expiry (later shortened) may not fit msgpack's int64.
-            str(request.requested_expiry_ns),
         ]
     )  # fmt: skip
     return hashlib.sha256(canonical).hexdigest()
