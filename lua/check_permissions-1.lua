@@ -20,6 +20,7 @@ local probes = {
   HKEYS = {'HKEYS', key},
   HINCRBY = {'HINCRBY', key, 'g', 1},
   HDEL = {'HDEL', key, 'g'},
+  HEXISTS = {'HEXISTS', key, 'f'},
   PEXPIREAT = {'PEXPIREAT', key, 1},
   PERSIST = {'PERSIST', key},
   PTTL = {'PTTL', key},

@@ -20,11 +20,15 @@
 -- ARGV[10] record retention after expiry, ms (for inspection and the sweeper)
 -- ARGV[11] event stream max length (approximate)
 -- ARGV[12] the caller's deadline, ms on Redis's clock, or "" for none
+-- ARGV[13] the service marker field of the slot's service (in the inventory HASH)
+-- ARGV[14] the "nothing offered" marker field of a withdrawn merchant
 --
 -- Returns {OUTCOME.OK, lease_id, expires_ms, fence}          new hold written
 --         {OUTCOME.REPLAYED, lease_id, expires_ms, fence}    same reference + request: that lease
 --         {OUTCOME.CLIENT_REFERENCE_IN_USE, lease_id}        same reference, other request
---         {OUTCOME.SLOT_NOT_OFFERED}                         not in inventory / capacity unknown
+--         {OUTCOME.SLOT_NOT_OFFERED}                         a known service's slot is not listed
+--         {OUTCOME.UNKNOWN_MERCHANT}                         no inventory and no default capacity
+--         {OUTCOME.UNKNOWN_SERVICE}                          the inventory lists no slot of it
 --         {OUTCOME.SLOT_FULL, capacity}                      every spot is taken
 --         {OUTCOME.START_TIME_PASSED, now_ms}                slot start is not after now
 --         {OUTCOME.EXPIRY_NOT_IN_FUTURE, now_ms}             requested expiry is not after now
@@ -70,6 +74,13 @@ expires = math.min(expires, start)
 
 local capacity, source = slot_capacity(KEYS[2], ARGV[3], ARGV[4])
 if not is_offered(capacity, source) then
+  if source == CAPACITY_SOURCE.DEFAULT then
+    return {OUTCOME.UNKNOWN_MERCHANT}
+  end
+  if redis.call('HEXISTS', KEYS[2], ARGV[13]) == 0
+      and redis.call('HEXISTS', KEYS[2], ARGV[14]) == 0 then
+    return {OUTCOME.UNKNOWN_SERVICE}
+  end
   return {OUTCOME.SLOT_NOT_OFFERED}
 end
 if spots_taken(KEYS[1], now) >= capacity then

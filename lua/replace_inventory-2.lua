@@ -1,11 +1,13 @@
 -- replace_inventory: replace a merchant's whole inventory at once.
 --
--- KEYS[1]  inventory   HASH    slot field -> capacity
+-- KEYS[1]  inventory   HASH    slot field -> capacity, and one marker field per service
 -- KEYS[2]  events      STREAM  the merchant's event stream
 --
 -- ARGV[1]  event stream max length (approximate)
 -- ARGV[2]  the "nothing offered" marker field, written when no slot is given
--- ARGV[3..] pairs: slot field, capacity, slot field, capacity, ... (may be none)
+-- ARGV[3]  n, the number of slots
+-- ARGV[4..3+2n]  pairs: slot field, capacity, slot field, capacity, ... (may be none)
+-- ARGV[4+2n..]   the service marker field of each service the slots offer
 --
 -- Returns {OUTCOME.OK, number of slots written}
 --         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
@@ -16,17 +18,25 @@
 -- (which names no slot), so the merchant offers nothing, rather than falling back
 -- to the default capacity. Leases and bookings are not touched.
 
-local spec = {[1] = 'int'}
-for i = 4, #ARGV, 2 do
+local spec = {[1] = 'int', [3] = 'int'}
+local bad = bad_argument(spec)
+if bad then
+  return {OUTCOME.BAD_ARGUMENT, bad}
+end
+local slots = tonumber(ARGV[3])
+local last_pair = 3 + 2 * slots
+if slots < 0 or last_pair > #ARGV then
+  return {OUTCOME.BAD_ARGUMENT, 3}
+end
+for i = 5, last_pair, 2 do
   spec[i] = 'int'
 end
-local bad = bad_argument(spec)
+bad = bad_argument(spec)
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end
 
 local now = now_ms()
-local slots = (#ARGV - 2) / 2
 -- The event goes first: XADD is a write that may grow memory, so under maxmemory
 -- (noeviction) Redis refuses the script there, before the old inventory is gone.
 emit(KEYS[2], ARGV[1], 'inventory.loaded', {'slots', slots, 'at_ms', now})
@@ -36,8 +46,11 @@ if slots == 0 then
 end
 -- HSET in chunks: unpack() of thousands of arguments overflows Lua's C stack.
 local chunk = 1000
-for i = 3, #ARGV, chunk do
-  local last = math.min(i + chunk - 1, #ARGV)
+for i = 4, last_pair, chunk do
+  local last = math.min(i + chunk - 1, last_pair)
   redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
+end
+for i = last_pair + 1, #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], 1)
 end
 return {OUTCOME.OK, slots}

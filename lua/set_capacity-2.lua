@@ -6,6 +6,7 @@
 -- ARGV[1]  slot field
 -- ARGV[2]  capacity (0 or more)
 -- ARGV[3]  event stream max length (approximate)
+-- ARGV[4]  the service marker field of the slot's service (the service becomes known)
 --
 -- Returns {OUTCOME.OK, previous capacity or -1 when the slot was not listed}
 --         {OUTCOME.UNCHANGED, capacity}   it already had that capacity: nothing written
@@ -26,7 +27,7 @@ local previous = redis.call('HGET', KEYS[1], ARGV[1])
 if previous == ARGV[2] then
   return {OUTCOME.UNCHANGED, tonumber(previous)}
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], ARGV[4], 1)
 emit(KEYS[2], ARGV[3], 'inventory.capacity_set', {'slot', ARGV[1], 'capacity', ARGV[2],
   'at_ms', now})
 return {OUTCOME.OK, tonumber(previous or -1)}

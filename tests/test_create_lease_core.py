@@ -98,8 +98,34 @@ def test_slots_differing_in_one_field_are_independent(broker, change):
     )
 
 
-def test_zero_default_capacity_offers_nothing_without_inventory(make_broker):
+def test_without_inventory_or_default_capacity_the_merchant_is_unknown(make_broker):
     broker = make_broker(default_capacity=0)
+    error = refusal(broker.create_lease, lease_request())
+    assert error.reason is Reason.UNKNOWN_MERCHANT
+    assert [v.field for v in error.violations] == ["merchant_id"]
+
+
+def test_a_known_service_s_unlisted_slot_is_not_offered_an_unknown_service_is_unknown(
+    make_broker,
+):
+    broker = make_broker(default_capacity=0)
+    broker.replace_inventory("merchant-1", [InventorySlot(slot(service_id="cut"), 1)])
+    other_time = lease_request(service_id="cut", start_ns=START_NS + 3600 * NS_PER_S)
+    assert refusal(broker.create_lease, other_time).reason is Reason.SLOT_NOT_OFFERED
+    other_staff = lease_request(service_id="cut", staff_id="bob")
+    assert refusal(broker.create_lease, other_staff).reason is Reason.SLOT_NOT_OFFERED
+    unknown = refusal(broker.create_lease, lease_request(service_id="colour"))
+    assert unknown.reason is Reason.UNKNOWN_SERVICE
+    assert [v.field for v in unknown.violations] == ["service_id"]
+    # set_capacity makes a service known too.
+    broker.set_capacity(slot(service_id="colour", start_ns=START_NS + 1), 1)
+    again = refusal(broker.create_lease, lease_request(service_id="colour"))
+    assert again.reason is Reason.SLOT_NOT_OFFERED
+
+
+def test_a_withdrawn_merchant_offers_nothing_it_is_not_unknown(make_broker):
+    broker = make_broker(default_capacity=0)
+    broker.replace_inventory("merchant-1", [])
     assert refusal(broker.create_lease, lease_request()).reason is Reason.SLOT_NOT_OFFERED
 
 
@@ -119,7 +145,7 @@ def test_inventory_decides_capacity_for_its_merchant(make_broker):
         refusal(broker.create_lease, lease_request(service_id="empty")).reason is Reason.SLOT_FULL
     )
     unlisted = refusal(broker.create_lease, lease_request(service_id="unlisted"))
-    assert unlisted.reason is Reason.SLOT_NOT_OFFERED
+    assert unlisted.reason is Reason.UNKNOWN_SERVICE
     # The same slot but another staff member is another, unlisted slot.
     assert (
         refusal(broker.create_lease, lease_request(service_id="listed", staff_id="x")).reason
@@ -141,7 +167,7 @@ def test_inventory_offers_slots_when_default_capacity_is_zero(make_broker):
     assert broker.create_lease(lease_request()).fence == 1
     assert (
         refusal(broker.create_lease, lease_request(merchant_id="merchant-2")).reason
-        is Reason.SLOT_NOT_OFFERED
+        is Reason.UNKNOWN_MERCHANT
     )
 
 
@@ -152,7 +178,7 @@ def test_replacing_inventory_drops_old_slots(make_broker):
     assert broker.replace_inventory("merchant-1", [InventorySlot(new, 1)]) == 1
     assert (
         refusal(broker.create_lease, lease_request(service_id="old")).reason
-        is Reason.SLOT_NOT_OFFERED
+        is Reason.UNKNOWN_SERVICE
     )
     assert broker.create_lease(lease_request(service_id="new")).fence == 1
 

@@ -327,7 +327,7 @@ def test_cli_loads_a_feed_that_create_lease_honours(
     assert [lease("a").fence, lease("b").fence] == [1, 2]
     assert refusal("c") is Reason.SLOT_FULL
     assert refusal("d", service_id="full") is Reason.SLOT_FULL
-    assert refusal("e", service_id="unlisted") is Reason.SLOT_NOT_OFFERED
+    assert refusal("e", service_id="unlisted") is Reason.UNKNOWN_SERVICE
     assert lease("f", merchant_id="merchant-2").fence == 1
     assert refusal("g", merchant_id="merchant-2") is Reason.SLOT_FULL
     # A merchant the feed does not mention keeps the default capacity.
@@ -335,8 +335,8 @@ def test_cli_loads_a_feed_that_create_lease_honours(
 
     # Loading again replaces the merchant's inventory as a whole.
     assert load(write_feed(tmp_path, [entry(service_id="new", spots_open=1)]), key_prefix) == 0
-    assert refusal("i", service_id="unlisted-now") is Reason.SLOT_NOT_OFFERED
-    assert refusal("j", service_id="full") is Reason.SLOT_NOT_OFFERED
+    assert refusal("i", service_id="unlisted-now") is Reason.UNKNOWN_SERVICE
+    assert refusal("j", service_id="full") is Reason.UNKNOWN_SERVICE
     assert lease("k", service_id="new").fence == 1
 
 

@@ -210,10 +210,20 @@ def test_slot_full(stub):
     assert_status(details, grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOT_FULL")
 
 
-def test_slot_not_offered_without_default_capacity(make_broker, make_stub):
+def test_an_unknown_merchant_is_invalid_argument(make_broker, make_stub):
     stub = make_stub(make_broker(default_capacity=0))
     details = call_status(stub.CreateLease, create_request())
-    assert_status(details, grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOT_NOT_OFFERED")
+    assert_status(
+        details, grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_MERCHANT", {"lease.merchant_id"}
+    )
+
+
+def test_an_unknown_service_is_invalid_argument(broker, stub):
+    broker.replace_inventory("merchant-1", [InventorySlot(slot(), 1)])
+    details = call_status(stub.CreateLease, create_request(service_id="colour"))
+    assert_status(
+        details, grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_SERVICE", {"lease.service_id"}
+    )
 
 
 def test_slot_not_offered_outside_loaded_inventory(broker, stub):

@@ -15,6 +15,10 @@ class Reason(str, Enum):
     CLIENT_REFERENCE_IN_USE = "CLIENT_REFERENCE_IN_USE"
     SLOT_FULL = "SLOT_FULL"
     SLOT_NOT_OFFERED = "SLOT_NOT_OFFERED"
+    # The broker has never heard of this merchant (no inventory, no default capacity).
+    UNKNOWN_MERCHANT = "UNKNOWN_MERCHANT"
+    # The merchant's inventory has no slot of this service.
+    UNKNOWN_SERVICE = "UNKNOWN_SERVICE"
     LEASE_NOT_FOUND = "LEASE_NOT_FOUND"
     LEASE_EXPIRED = "LEASE_EXPIRED"
     LEASE_RELEASED = "LEASE_RELEASED"

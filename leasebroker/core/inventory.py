@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from leasebroker.core.base import BrokerCore
 from leasebroker.core.errors import FieldViolation
-from leasebroker.core.keys import NOTHING_OFFERED_FIELD, SlotId
+from leasebroker.core.keys import NOTHING_OFFERED_FIELD, SlotId, is_slot_field, service_field
 from leasebroker.core.model import CapacitySource, InventorySlot, SlotStatus
 from leasebroker.core.validation import check_capacity, raise_if_invalid, slot_violations
 
@@ -26,9 +26,10 @@ class InventoryOps(BrokerCore):
         for item in slots:
             raise_if_invalid(_capacity_violations(item.slot, item.capacity))
         self.register_merchant(merchant_id)
-        args: list[str | int] = [self.config.events_maxlen, NOTHING_OFFERED_FIELD]
+        args: list[str | int] = [self.config.events_maxlen, NOTHING_OFFERED_FIELD, len(slots)]
         for item in slots:
             args += [item.slot.field(), item.capacity]
+        args += sorted({service_field(item.slot.service_id) for item in slots})
         reply = self._call(
             "replace_inventory",
             [self.keys.inventory(merchant_id), self.keys.events(merchant_id)],
@@ -59,7 +60,7 @@ class InventoryOps(BrokerCore):
         reply = self._call(
             "set_capacity",
             [self.keys.inventory(slot.merchant_id), self.keys.events(slot.merchant_id)],
-            [slot.field(), capacity, self.config.events_maxlen],
+            [slot.field(), capacity, self.config.events_maxlen, service_field(slot.service_id)],
         )
         previous = int(reply[1])
         return None if previous < 0 else previous
@@ -71,7 +72,7 @@ class InventoryOps(BrokerCore):
         slots = [
             InventorySlot(SlotId.from_field(merchant_id, field.decode()), int(capacity))
             for field, capacity in raw.items()
-            if field.decode() != NOTHING_OFFERED_FIELD
+            if is_slot_field(field.decode())
         ]
         return sorted(slots, key=lambda s: (s.slot.start_ns, s.slot.field()))
 

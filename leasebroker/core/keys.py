@@ -37,6 +37,17 @@ DEFAULT_PREFIX = "lb"
 # The field of an inventory HASH that offers nothing: it has no ':', so it can never be
 # a slot field, and its presence makes the merchant "have an inventory".
 NOTHING_OFFERED_FIELD = "~nothing-offered"
+# Fields ``~service:<service>`` of an inventory HASH mark the services it offers, so a
+# script can tell an unknown service from a known one's unlisted slot. A slot field has
+# exactly four ':' (every id in it is percent-encoded); these markers have one at most.
+SERVICE_FIELD_PREFIX = "~service:"
+_SLOT_FIELD_COLONS = 4
+
+
+def is_slot_field(field: str) -> bool:
+    """Whether an inventory field names a slot (not one of the marker fields)."""
+    return field.count(":") == _SLOT_FIELD_COLONS
+
 
 # Characters kept as they are in key components, besides ASCII letters, digits and "_.-~".
 _SAFE = "!$&'()+,;=@/"
@@ -122,6 +133,11 @@ class SlotId:
             staff_id=unquote(staff),
             room_id=unquote(room),
         )
+
+
+def service_field(service_id: str) -> str:
+    """The inventory field that marks ``service_id`` as one the merchant offers."""
+    return SERVICE_FIELD_PREFIX + encode_component(service_id)
 
 
 class IdKind:

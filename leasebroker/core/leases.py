@@ -10,7 +10,14 @@ import msgpack
 
 from leasebroker.core.base import BrokerCore, Refusals
 from leasebroker.core.errors import BrokerError, Reason
-from leasebroker.core.keys import IdKind, SlotId, make_public_id, new_token
+from leasebroker.core.keys import (
+    NOTHING_OFFERED_FIELD,
+    IdKind,
+    SlotId,
+    make_public_id,
+    new_token,
+    service_field,
+)
 from leasebroker.core.model import Lease, LeaseRequest, LeaseState, LeaseView
 from leasebroker.core.outcomes import Outcome
 from leasebroker.core.settings import MAX_DURATION_MS
@@ -34,6 +41,16 @@ _CREATE_REFUSALS: Refusals = {
     ),
     Outcome.SLOT_FULL: (Reason.SLOT_FULL, "every spot of this slot is held or booked"),
     Outcome.SLOT_NOT_OFFERED: (Reason.SLOT_NOT_OFFERED, "this slot is not offered"),
+    Outcome.UNKNOWN_MERCHANT: (
+        Reason.UNKNOWN_MERCHANT,
+        "no such merchant: it has no inventory and there is no default capacity",
+        "merchant_id",
+    ),
+    Outcome.UNKNOWN_SERVICE: (
+        Reason.UNKNOWN_SERVICE,
+        "no such service: the merchant's inventory has no slot of it",
+        "service_id",
+    ),
     Outcome.START_TIME_PASSED: (
         Reason.START_TIME_PASSED,
         "the slot's start_time has passed",
@@ -145,6 +162,8 @@ class LeaseOps(BrokerCore):
             self.config.record_retention_ms,
             self.config.events_maxlen,
             self._deadline_arg(),
+            service_field(slot.service_id),
+            NOTHING_OFFERED_FIELD,
         ]
         reply = self._call("create_lease", keys, args)
         outcome = Outcome(int(reply[0]))

@@ -59,6 +59,10 @@ class Outcome(IntEnum):
     # The caller's deadline (on Redis's clock) has passed: its client has given up, so
     # the script wrote nothing.
     DEADLINE_PASSED = 20
+    # CreateLease: the merchant has no inventory and there is no default capacity.
+    UNKNOWN_MERCHANT = 21
+    # CreateLease: the merchant's inventory lists no slot of this service.
+    UNKNOWN_SERVICE = 22
 
 
 def lua_table(members: Iterable[Enum] = Outcome) -> str:

@@ -14,7 +14,7 @@ REQUIRED_COMMANDS = (
     "DEL", "EXISTS", "HSET", "HGET", "HMGET", "HGETALL", "HKEYS", "HINCRBY", "HDEL",
     "PEXPIREAT", "PERSIST", "PTTL", "TYPE", "TIME", "ZADD", "ZCOUNT", "ZRANGE",
     "ZRANGEBYSCORE", "ZREM", "ZREMRANGEBYSCORE", "ZSCORE", "SADD", "SISMEMBER", "SMEMBERS",
-    "XADD", "XRANGE", "XREVRANGE", "XREAD", "XTRIM", "SCAN", "GET", "SET",
+    "XADD", "XRANGE", "XREVRANGE", "XREAD", "XTRIM", "SCAN", "GET", "SET", "HEXISTS",
 )  # fmt: skip
 # What runs the scripts and checks the connection; INFO and CONFIG GET only feed the
 # start-up checks (the Redis version, maxmemory-policy), which warn when denied.

@@ -39,6 +39,9 @@ STATUS_FOR_REASON: dict[Reason, grpc.StatusCode] = {
     Reason.CLIENT_REFERENCE_IN_USE: grpc.StatusCode.ALREADY_EXISTS,
     Reason.SLOT_FULL: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Reason.SLOT_NOT_OFFERED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    # v0: "an invalid merchant ID, service ID or slot time specification" is INVALID_ARGUMENT.
+    Reason.UNKNOWN_MERCHANT: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.UNKNOWN_SERVICE: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.LEASE_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     # v0 names no code for an expired lease; "the lease ID is not valid" (NOT_FOUND) fits.
     Reason.LEASE_EXPIRED: grpc.StatusCode.NOT_FOUND,
