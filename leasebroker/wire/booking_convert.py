@@ -18,7 +18,7 @@ from leasebroker.core.errors import FieldViolation
 from leasebroker.core.keys import SlotId
 from leasebroker.core.model import Booking, BookingRequest, BookingStatus, Lease, LeaseRequest
 from leasebroker.core.units import NS_PER_MS, NS_PER_S
-from leasebroker.core.validation import check_id, lease_request_violations, raise_if_invalid
+from leasebroker.core.validation import lease_request_violations, raise_if_invalid
 from leasebroker.wire.errors import FieldPaths
 
 # Where CreateLease's fields sit in the v0 request (the core's names -> v0 paths).
@@ -107,6 +107,8 @@ def lease_to_proto(request: pb.Lease, lease: Lease) -> pb.Lease:
 
 
 _STATUS_TO_PROTO = {BookingStatus.CONFIRMED: pb.CONFIRMED, BookingStatus.CANCELLED: pb.CANCELED}
+# The longest text of one ClientInformation field: generous for any name or address.
+MAX_CLIENT_TEXT_BYTES = 4096
 _CLIENT_TEXT_FIELDS = ("given_name", "family_name", "telephone", "email")
 _ADDRESS_FIELDS = (
     "address_country", "address_locality", "address_region",
@@ -114,15 +116,27 @@ _ADDRESS_FIELDS = (
 )  # fmt: skip
 
 
+def _client_text(value: str, field: str, *, required: bool) -> FieldViolation | None:
+    """What real people type passes: newlines, tabs, any script, emoji. The broker never
+    puts it in a key, so only a missing required value or an oversized one is refused."""
+    if not value:
+        return FieldViolation(field, "is required") if required else None
+    if len(value.encode("utf-8")) > MAX_CLIENT_TEXT_BYTES:
+        return FieldViolation(field, f"is longer than {MAX_CLIENT_TEXT_BYTES} bytes")
+    return None
+
+
 def client_violations(client: pb.ClientInformation) -> list[FieldViolation]:
-    """v0's ClientInformation must carry a telephone, and hold sane text."""
+    """v0's ClientInformation must carry a telephone; every text is kept as given."""
     checks = [
-        check_id(getattr(client, name), f"client_information.{name}", required=name == "telephone")
+        _client_text(
+            getattr(client, name), f"client_information.{name}", required=name == "telephone"
+        )
         for name in _CLIENT_TEXT_FIELDS
     ]
     checks += [
-        check_id(getattr(client.address, name), f"client_information.address.{name}",
-                 required=False)
+        _client_text(getattr(client.address, name), f"client_information.address.{name}",
+                     required=False)
         for name in _ADDRESS_FIELDS
     ]  # fmt: skip
     return [v for v in checks if v is not None]
