@@ -574,7 +574,10 @@ def test_complete_load_inventory_withdraws_omitted_merchants(broker, admin):
 
     reply = admin.LoadInventory(pb.LoadInventoryRequest(feed_json=document, complete=True))
     assert (reply.merchants, reply.slots, list(reply.withdrawn_merchants)) == (1, 1, [MERCHANT])
-    assert list(admin.GetInventory(pb.GetInventoryRequest(merchant_id=MERCHANT)).slots) == []
+    withdrawn = admin.GetInventory(pb.GetInventoryRequest(merchant_id=MERCHANT))
+    assert (list(withdrawn.slots), withdrawn.state) == ([], pb.WITHDRAWN)
+    loaded = admin.GetInventory(pb.GetInventoryRequest(merchant_id="merchant-2"))
+    assert (len(loaded.slots), loaded.state) == (1, pb.LOADED)
 
 
 def test_load_inventory_takes_a_bare_array_feed(admin):
@@ -623,7 +626,8 @@ def test_load_inventory_larger_than_the_message_limit_is_resource_exhausted(brok
 
 
 def test_get_inventory_of_a_merchant_without_one_is_empty(admin):
-    assert list(admin.GetInventory(pb.GetInventoryRequest(merchant_id="nobody")).slots) == []
+    reply = admin.GetInventory(pb.GetInventoryRequest(merchant_id="nobody"))
+    assert (list(reply.slots), reply.state) == ([], pb.NO_INVENTORY)
 
 
 def test_get_inventory_rejects_a_bad_merchant_id(admin):

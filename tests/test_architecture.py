@@ -25,6 +25,7 @@ PUBLIC_API = {
     "CapacitySource",
     "FieldViolation",
     "InventorySlot",
+    "InventoryState",
     "Lease",
     "LeaseBroker",
     "LeaseRequest",

@@ -899,8 +899,17 @@ def test_inventory_set_warns_when_it_creates_the_inventory(run, broker, start_ns
 def test_inventory_show(run, broker, start_ns):
     empty = run("inventory", "show", "--merchant", MERCHANT)
     assert empty.code == 0
-    assert empty.out.startswith(f"merchant {MERCHANT} has no inventory")
-    assert run("inventory", "show", "--merchant", MERCHANT, "--json").json() == []
+    assert empty.out.startswith(f"merchant {MERCHANT} has no inventory: every slot is offered")
+    none = {"merchant_id": MERCHANT, "state": "none", "slots": []}
+    assert run("inventory", "show", "--merchant", MERCHANT, "--json").json() == none
+    no_default = run("inventory", "show", "--merchant", MERCHANT, "--default-capacity", "0")
+    assert "the default capacity is 0: it offers nothing" in no_default.out
+
+    broker.replace_inventory(MERCHANT, [])
+    withdrawn = run("inventory", "show", "--merchant", MERCHANT)
+    assert withdrawn.out.startswith(f"merchant {MERCHANT} is withdrawn: it offers nothing")
+    state = run("inventory", "show", "--merchant", MERCHANT, "--json").json()["state"]
+    assert state == "withdrawn"
 
     late, early = slot_at(start_ns + HOUR_NS, room_id="r2"), slot_at(start_ns)
     broker.replace_inventory(MERCHANT, [InventorySlot(late, 1), InventorySlot(early, 4)])
@@ -911,7 +920,10 @@ def test_inventory_show(run, broker, start_ns):
     ]
     assert list(rows[0]) == ["SERVICE", "START", "DURATION", "STAFF", "ROOM", "CAPACITY"]
     data = run("inventory", "show", "--merchant", MERCHANT, "--json").json()
-    assert data == [{"slot": slot_json(s), "capacity": c} for s, c in ((early, 4), (late, 1))]
+    assert data["state"] == "loaded"
+    assert data["slots"] == [
+        {"slot": slot_json(s), "capacity": c} for s, c in ((early, 4), (late, 1))
+    ]
 
 
 def test_inventory_set_of_an_invalid_slot_is_refused(run, start_ns):
@@ -968,7 +980,7 @@ def test_redis_url_from_the_environment(capsys, monkeypatch, key_prefix, broker)
     monkeypatch.setenv("LEASEBROKER_REDIS_URL", REAL_REDIS_URL)
     monkeypatch.setenv("LEASEBROKER_KEY_PREFIX", key_prefix)
     assert run_main(["inventory", "show", "--merchant", MERCHANT, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert json.loads(capsys.readouterr().out)["slots"] == []
 
 
 def test_store_failing_after_connecting_exits_3(run, monkeypatch, broker, start_ns):

@@ -17,6 +17,7 @@ from leasebroker.cli.tables import (
     slot_json,
 )
 from leasebroker.core.keys import SlotId
+from leasebroker.core.model import InventoryState
 from leasebroker.core.units import NS_PER_MS, instant_ns
 from leasebroker.wire.errors import FieldPaths
 
@@ -36,16 +37,32 @@ _OPTIONS = FieldPaths(
 
 
 def inventory_show(session: Session) -> int:
-    merchant = session.args.merchant
-    items = session.broker.get_inventory(merchant)
+    merchant, broker = session.args.merchant, session.broker
+    items = broker.get_inventory(merchant)
+    state = broker.inventory_state(merchant)
     if session.args.json:
-        print(json_text([inventory_json(item) for item in items]))
-    elif items:
+        data = {
+            "merchant_id": merchant,
+            "state": state.value,
+            "slots": [inventory_json(item) for item in items],
+        }
+        print(json_text(data))
+    elif state is InventoryState.LOADED:
         print(render_table(INVENTORY_HEADERS, [inventory_row(item) for item in items]))
+    elif state is InventoryState.WITHDRAWN:
+        print(
+            f"merchant {merchant} is withdrawn: it offers nothing (an empty inventory, or "
+            "left out of a complete feed)"
+        )
+    elif broker.config.default_capacity > 0:
+        print(
+            f"merchant {merchant} has no inventory: every slot is offered with the default "
+            f"capacity ({broker.config.default_capacity})"
+        )
     else:
         print(
-            f"merchant {merchant} has no inventory: every slot is offered with the "
-            "default capacity (serve --default-capacity)"
+            f"merchant {merchant} has no inventory, and the default capacity is 0: it offers "
+            "nothing (CreateLease answers UNKNOWN_MERCHANT)"
         )
     return EXIT_OK
 

@@ -99,6 +99,7 @@ def _add_operator_commands(commands: Any, inventory: Any) -> None:
         inventory, "show", "print a merchant's inventory", operator="inventory show"
     )
     add_merchant_option(show)
+    add_broker_options(show)
     set_ = add_operator_command(
         inventory, "set", "set one slot's capacity", operator="inventory set"
     )

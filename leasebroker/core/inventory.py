@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from leasebroker.core.base import BrokerCore
 from leasebroker.core.errors import FieldViolation
 from leasebroker.core.keys import NOTHING_OFFERED_FIELD, SlotId, is_slot_field, service_field
-from leasebroker.core.model import CapacitySource, InventorySlot, SlotStatus
+from leasebroker.core.model import CapacitySource, InventorySlot, InventoryState, SlotStatus
 from leasebroker.core.validation import check_capacity, raise_if_invalid, slot_violations
 
 
@@ -75,6 +75,16 @@ class InventoryOps(BrokerCore):
             if is_slot_field(field.decode())
         ]
         return sorted(slots, key=lambda s: (s.slot.start_ns, s.slot.field()))
+
+    def inventory_state(self, merchant_id: str) -> InventoryState:
+        """Whether the merchant has no inventory, a loaded one, or a withdrawn one."""
+        self.check_selection(merchant_id)
+        fields = self._read(self.client.hkeys, self.keys.inventory(merchant_id))
+        if not fields:
+            return InventoryState.NONE
+        if any(is_slot_field(f.decode()) for f in fields):
+            return InventoryState.LOADED
+        return InventoryState.WITHDRAWN
 
     def slot_status(self, slot: SlotId) -> SlotStatus:
         """Capacity, live holds, bookings and free spots of one slot, read atomically."""

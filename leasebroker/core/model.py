@@ -50,6 +50,17 @@ class CapacitySource(_TextEnum):
     UNLISTED = "unlisted"
 
 
+class InventoryState(_TextEnum):
+    """What a merchant's inventory is."""
+
+    # Nothing loaded: every slot gets the default capacity (none when that is 0).
+    NONE = "none"
+    # A loaded inventory: only its slots are offered.
+    LOADED = "loaded"
+    # An empty inventory (or left out of a complete feed): nothing is offered.
+    WITHDRAWN = "withdrawn"
+
+
 @dataclass(frozen=True)
 class InventorySlot:
     """One bookable slot of a merchant's inventory and how many spots it has."""

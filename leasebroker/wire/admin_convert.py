@@ -22,6 +22,7 @@ from leasebroker.core.model import (
     BookingStatus,
     CapacitySource,
     InventorySlot,
+    InventoryState,
     LeaseState,
     LeaseView,
     SlotStatus,
@@ -50,6 +51,11 @@ _LEASE_STATES = {
     LeaseState.CONSUMED: pb.CONSUMED,
 }
 _BOOKING_STATES = {BookingStatus.CONFIRMED: pb.CONFIRMED, BookingStatus.CANCELLED: pb.CANCELLED}
+_INVENTORY_STATES = {
+    InventoryState.NONE: pb.NO_INVENTORY,
+    InventoryState.LOADED: pb.LOADED,
+    InventoryState.WITHDRAWN: pb.WITHDRAWN,
+}
 _CAPACITY_SOURCES = {
     CapacitySource.INVENTORY: pb.INVENTORY,
     CapacitySource.DEFAULT: pb.DEFAULT,
@@ -254,6 +260,10 @@ def availability_to_proto(status: SlotStatus) -> pb.SlotAvailability:
         bookings=status.bookings,
         free=status.free,
     )
+
+
+def inventory_state_to_proto(state: InventoryState) -> pb.InventoryState.ValueType:
+    return _INVENTORY_STATES[state]
 
 
 def slot_capacity_to_proto(item: InventorySlot) -> pb.SlotCapacity:

@@ -25,6 +25,7 @@ from leasebroker.wire.admin_convert import (
     day_from_proto,
     extension_ms_from_proto,
     feed_from_json,
+    inventory_state_to_proto,
     lease_to_proto,
     list_filter_from_proto,
     record_id,
@@ -137,4 +138,8 @@ class LeaseAdmin(pb_grpc.LeaseAdminServicer):
     ) -> pb.GetInventoryResponse:
         with SELECTION_FIELDS:
             inventory = self.broker.get_inventory(request.merchant_id)
-        return pb.GetInventoryResponse(slots=[slot_capacity_to_proto(item) for item in inventory])
+            state = self.broker.inventory_state(request.merchant_id)
+        return pb.GetInventoryResponse(
+            slots=[slot_capacity_to_proto(item) for item in inventory],
+            state=inventory_state_to_proto(state),
+        )

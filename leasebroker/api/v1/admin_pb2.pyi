@@ -32,6 +32,13 @@ class CapacitySource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INVENTORY: _ClassVar[CapacitySource]
     DEFAULT: _ClassVar[CapacitySource]
     UNLISTED: _ClassVar[CapacitySource]
+
+class InventoryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INVENTORY_STATE_UNSPECIFIED: _ClassVar[InventoryState]
+    NO_INVENTORY: _ClassVar[InventoryState]
+    LOADED: _ClassVar[InventoryState]
+    WITHDRAWN: _ClassVar[InventoryState]
 LEASE_STATE_UNSPECIFIED: LeaseState
 HELD: LeaseState
 EXPIRED: LeaseState
@@ -44,6 +51,10 @@ CAPACITY_SOURCE_UNSPECIFIED: CapacitySource
 INVENTORY: CapacitySource
 DEFAULT: CapacitySource
 UNLISTED: CapacitySource
+INVENTORY_STATE_UNSPECIFIED: InventoryState
+NO_INVENTORY: InventoryState
+LOADED: InventoryState
+WITHDRAWN: InventoryState
 
 class Slot(_message.Message):
     __slots__ = ("merchant_id", "service_id", "start_time", "duration", "staff_id", "room_id")
@@ -252,7 +263,9 @@ class GetInventoryRequest(_message.Message):
     def __init__(self, merchant_id: _Optional[str] = ...) -> None: ...
 
 class GetInventoryResponse(_message.Message):
-    __slots__ = ("slots",)
+    __slots__ = ("slots", "state")
     SLOTS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     slots: _containers.RepeatedCompositeFieldContainer[SlotCapacity]
-    def __init__(self, slots: _Optional[_Iterable[_Union[SlotCapacity, _Mapping]]] = ...) -> None: ...
+    state: InventoryState
+    def __init__(self, slots: _Optional[_Iterable[_Union[SlotCapacity, _Mapping]]] = ..., state: _Optional[_Union[InventoryState, str]] = ...) -> None: ...
