@@ -32,6 +32,7 @@ from leasebroker.cli.options import (
     positive_duration_arg,
     stream_id_arg,
 )
+from leasebroker.cli.telemetry import add_telemetry_options
 
 DEFAULT_PORT = 50051
 DEFAULT_ADMIN_PORT = 50052
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="availability feed JSON to load before serving",
     )
     serve.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
+    add_telemetry_options(serve)
 
     lease = commands.add_parser("lease", help="call the BookingService").add_subparsers(
         dest="lease_command", required=True

@@ -14,6 +14,7 @@ from leasebroker.cli.common import (
     open_broker,
     unreachable,
 )
+from leasebroker.cli.telemetry import start_telemetry
 from leasebroker.core.background import Periodic
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
@@ -77,9 +78,7 @@ def _load_feed(
 
 
 def serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    telemetry = start_telemetry(args)  # logs, access log, metrics, tracing
     signals = StopSignals()  # before anything can announce readiness
     if args.workers < 1:
         raise CliError("--workers must be at least 1", EXIT_USAGE)
@@ -114,6 +113,7 @@ def serve(args: argparse.Namespace) -> int:
             running.stop(grace=None)
             where = f"{args.admin_host}:{args.admin_port}"
             raise CliError(f"cannot listen on {where} (admin): {exc}", EXIT_USAGE) from exc
+    telemetry.watch_store(store.client)
     if store.embedded:
         log.warning("no --redis-url given: using the %s", store.description)
     else:
@@ -150,6 +150,7 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         for thread in background:
             thread.stop()
+        telemetry.stop()
     return EXIT_OK
 
 

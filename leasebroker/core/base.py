@@ -14,6 +14,7 @@ import redis.exceptions
 from leasebroker.core.deadline import RedisClock, expired
 from leasebroker.core.errors import BrokerError, FieldViolation, Reason
 from leasebroker.core.keys import IdKind, KeyBuilder, ParsedId, SlotId, parse_public_id
+from leasebroker.core.observe import observer
 from leasebroker.core.outcomes import Outcome
 from leasebroker.core.permissions import REQUIRED_COMMANDS
 from leasebroker.core.redis_errors import is_unavailable
@@ -64,11 +65,14 @@ def store_error(exc: redis.exceptions.RedisError, what: str) -> BrokerError:
     cut it short, STORE_UNAVAILABLE when it means "not now" (safe to retry), else
     INTERNAL (logged with its traceback)."""
     if expired():
-        return BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline passed")
-    if is_unavailable(exc):
-        return unavailable(exc)
-    log.error("Redis call %s failed", what, exc_info=exc)
-    return BrokerError(Reason.INTERNAL, "internal error")
+        error = BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline passed")
+    elif is_unavailable(exc):
+        error = unavailable(exc)
+    else:
+        log.error("Redis call %s failed", what, exc_info=exc)
+        error = BrokerError(Reason.INTERNAL, "internal error")
+    observer().redis_error(error.reason.value, exc)
+    return error
 
 
 class BrokerCore:

@@ -9,6 +9,8 @@ once it has passed, so every retry after the deadline fails at once.
 
 from __future__ import annotations
 
+import queue
+import time
 from typing import Any
 
 import redis
@@ -16,6 +18,7 @@ import redis.connection
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from leasebroker.core.deadline import remaining_s
+from leasebroker.core.observe import observer
 
 # Never wait less than this for a reply that is already on its way.
 _MIN_READ_S = 0.001
@@ -60,3 +63,36 @@ def connection_class(url: str) -> type[redis.connection.AbstractConnection]:
     if scheme == "unix":
         return DeadlineUnixConnection
     return DeadlineConnection
+
+
+class _TimedQueue(queue.LifoQueue):
+    """The pool's queue of free connections, reporting how long each take waited."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        started = time.monotonic()
+        try:
+            return super().get(block, timeout)
+        finally:
+            observer().pool_wait(time.monotonic() - started)
+
+
+def observe_pool_waits(client: Any) -> int:
+    """Make the blocking connection pools of ``client`` (a single-node Redis client, or
+    each node of a Redis Cluster client as it is now) report how long each caller waits
+    for a free connection (:meth:`leasebroker.core.observe.Observer.pool_wait`);
+    returns how many pools it changed (0 for fakeredis or another kind of pool)."""
+    pools = [getattr(client, "connection_pool", None)]
+    get_nodes = getattr(client, "get_nodes", None)
+    if callable(get_nodes):
+        pools += [
+            getattr(node.redis_connection, "connection_pool", None)
+            for node in get_nodes()
+            if node.redis_connection is not None
+        ]
+    changed = 0
+    for pool in pools:
+        if isinstance(pool, redis.BlockingConnectionPool) and type(pool.pool) is queue.LifoQueue:
+            pool.queue_class = _TimedQueue  # for a reset() after a fork
+            pool.pool.__class__ = _TimedQueue  # the free connections stay where they are
+            changed += 1
+    return changed

@@ -296,11 +296,20 @@ class LeaseOps(BrokerCore):
     def sweep_expired(self, merchant_id: str, batch: int) -> int:
         """Mark up to ``batch`` of the merchant's expired leases as expired (emitting
         lease.expired once each) and drop their index entries; returns how many."""
+        return self.sweep_merchant(merchant_id, batch)[0]
+
+    def sweep_merchant(self, merchant_id: str, batch: int) -> tuple[int, int]:
+        """:meth:`sweep_expired`, and how many ms past its expiry the oldest lease due
+        was when it started (0: none was due): how late the sweeper is."""
         raise_if_invalid([check_int(batch, "batch", 1, MAX_SWEEP_BATCH)])
         index = self.keys.lease_index(merchant_id)
-        due = self._read(self.client.zrangebyscore, index, "-inf", self.now_ms(), 0, batch)
+        now = self.now_ms()
+        due = self._read(
+            lambda: self.client.zrangebyscore(index, "-inf", now, 0, batch, withscores=True)
+        )
+        lateness_ms = max(0, now - int(due[0][1])) if due else 0
         expired = 0
-        for raw_id in due:
+        for raw_id, _expires in due:
             lease_id = raw_id.decode()
             try:
                 _parsed, key, record = self._load(IdKind.LEASE, lease_id)
@@ -317,7 +326,7 @@ class LeaseOps(BrokerCore):
                 [lease_id, self.config.events_maxlen],
             )
             expired += Outcome(int(reply[0])) is Outcome.OK
-        return expired
+        return expired, lateness_ms
 
 
 def slot_matches(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from grpc_status import rpc_status
 from leasebroker.core.deadline import call_deadline
 from leasebroker.core.errors import BrokerError, FieldViolation, Reason
 from leasebroker.core.validation import raise_if_invalid
+from leasebroker.wire.access import observed
 from leasebroker.wire.registration import UndecodableRequest
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,7 @@ def rpc(method: Callable[[Any, Any, grpc.ServicerContext], Reply]) -> Callable[.
 
     @functools.wraps(method)
     def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Reply:
+        started = time.monotonic()
         try:
             if isinstance(request, UndecodableRequest):
                 raise BrokerError(
@@ -115,15 +118,35 @@ def rpc(method: Callable[[Any, Any, grpc.ServicerContext], Reply]) -> Callable[.
             if remaining is not None and remaining <= 0:
                 raise BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline had passed")
             with call_deadline(remaining):
-                return method(self, request, context)
+                reply = method(self, request, context)
         except BrokerError as error:
-            abort(context, error)
+            failed = error
         except Exception:
             log.exception("%s failed", method.__name__)
-            abort(context, BrokerError(Reason.INTERNAL, "internal error"))
+            failed = BrokerError(Reason.INTERNAL, "internal error")
+        else:
+            _observe(self, method, request, reply, "OK", "OK", started)
+            return reply
+        code = STATUS_FOR_REASON[failed.reason].name
+        _observe(self, method, request, None, code, failed.reason.value, started)
+        abort(context, failed)
         raise AssertionError("unreachable: abort raises")
 
     return handler
+
+
+def _observe(
+    servicer: Any,
+    method: Callable,
+    request: Any,
+    reply: Any,
+    code: str,
+    reason: str,
+    started: float,
+) -> None:
+    """One finished RPC: its metrics, access-log line and span attributes (wire/access.py)."""
+    seconds = time.monotonic() - started
+    observed(type(servicer).__name__, method.__name__, request, reply, code, reason, seconds)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v1 import admin_pb2 as admin_pb
+from leasebroker.core.background import OutageLog
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.deadline import call_deadline
 from leasebroker.core.errors import BrokerError
@@ -148,17 +149,21 @@ def store_health_check(broker: LeaseBroker, servers: Sequence[RunningServer]) ->
     once it answers. Each probe waits at most HEALTH_PROBE_TIMEOUT_S, so a Redis that
     hangs (accepts connections, never answers) looks like one that is down."""
     serving = [True]
+    # One line when Redis stops answering, one when it answers again (with the count).
+    outage = OutageLog(log, "lease store")
 
     def check() -> None:
         try:
             with call_deadline(HEALTH_PROBE_TIMEOUT_S):
                 broker.now_ms()
             ok = True
-        except BrokerError:
+        except BrokerError as error:
             ok = False
+            outage.failed(f"does not answer: {error}")
+        else:
+            outage.recovered("answers again")
         if ok != serving[0]:
             serving[0] = ok
-            log.warning("lease store %s", "answers again" if ok else "does not answer")
             for running in servers:
                 running.set_serving(ok)
 

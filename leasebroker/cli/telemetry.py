@@ -1,0 +1,177 @@
+"""How ``serve`` can be watched: its log lines (text or JSON, UTC), the access log, the
+Prometheus endpoint and OpenTelemetry tracing; the options that set them.
+
+:func:`start_telemetry` runs first in ``serve`` (before any server starts, so the gRPC
+instrumentation sees them); :meth:`Telemetry.watch_store` once the store is open;
+:meth:`Telemetry.stop` at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import IO, Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+import leasebroker
+from leasebroker.cli.common import EXIT_USAGE, CliError
+from leasebroker.cli.options import env
+from leasebroker.core.connections import observe_pool_waits
+from leasebroker.wire import metrics, tracing
+from leasebroker.wire.access import access_log
+
+log = logging.getLogger("leasebroker")
+
+LOG_FORMATS = ("text", "json")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+_ON, _OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
+
+
+def utc_time(record: logging.LogRecord) -> str:
+    """``2026-12-01T10:00:00.123Z``: UTC, to the millisecond, with the zone."""
+    moment = datetime.fromtimestamp(record.created, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TextFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return utc_time(record)
+
+
+class JsonLineFormatter(JsonFormatter):
+    """One JSON object per line: time, level, logger, message, and the record's extras
+    (an access line's service, method, code, reason, duration_ms and ids)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return utc_time(record)
+
+
+def log_format_arg(text: str) -> str:
+    if text.lower() not in LOG_FORMATS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LOG_FORMATS)}")
+    return text.lower()
+
+
+def on_off_arg(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _ON or word in _OFF:
+        return word in _ON
+    raise argparse.ArgumentTypeError(f"not on or off: {text!r}")
+
+
+def metrics_port_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from exc
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535: {text!r}")
+    return value
+
+
+def add_telemetry_options(serve: argparse.ArgumentParser) -> None:
+    """--log-format, --access-log, --metrics-host, --metrics-port (``--log-level`` is
+    the parser's)."""
+    serve.add_argument(
+        "--log-format",
+        type=log_format_arg,
+        default=env("LOG_FORMAT", "text"),
+        help="text, or json: one object per line (times in UTC either way; default: text; "
+        "env LEASEBROKER_LOG_FORMAT)",
+    )
+    serve.add_argument(
+        "--access-log",
+        type=on_off_arg,
+        default=env("ACCESS_LOG", "on"),
+        help="one INFO line per RPC: on or off (default: on; env LEASEBROKER_ACCESS_LOG)",
+    )
+    serve.add_argument(
+        "--metrics-host",
+        default=env("METRICS_HOST", "127.0.0.1"),
+        help="address of the Prometheus endpoint (default: 127.0.0.1; "
+        "env LEASEBROKER_METRICS_HOST)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=metrics_port_arg,
+        default=env("METRICS_PORT"),
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (0 picks a free port; "
+        "default: no metrics; env LEASEBROKER_METRICS_PORT)",
+    )
+
+
+def configure_logging(level: str, log_format: str, stream: IO[str] | None = None) -> None:
+    """Every log line to ``stream`` (stderr) at ``level`` and above, as text or JSON.
+    A bad level or format is a usage error (exit 2)."""
+    level = str(level).upper()
+    if level not in LEVELS:
+        raise CliError(f"--log-level {level!r} is not one of {', '.join(LEVELS)}", EXIT_USAGE)
+    if log_format not in LOG_FORMATS:
+        raise CliError(f"--log-format {log_format!r} is not text or json", EXIT_USAGE)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonLineFormatter(JSON_FIELDS, rename_fields=JSON_NAMES))
+    else:
+        handler.setFormatter(TextFormatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def store_kind(args: argparse.Namespace) -> str:
+    """embedded, redis, cluster or sentinel: the store label of leasebroker_build_info."""
+    url = getattr(args, "redis_url", None) or ""
+    if not url:
+        return "embedded"
+    if getattr(args, "redis_cluster", False):
+        return "cluster"
+    return "sentinel" if url.lower().startswith("redis+sentinel") else "redis"
+
+
+@dataclass
+class Telemetry:
+    """What :func:`start_telemetry` started, to stop at the end."""
+
+    metrics_server: metrics.MetricsServer | None = None
+    tracer_provider: Any = None
+
+    def watch_store(self, client: Any) -> None:
+        """Time the waits for a pooled Redis connection of the opened store."""
+        observe_pool_waits(client)
+
+    def stop(self) -> None:
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()  # sends the spans still waiting
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+
+
+def start_telemetry(args: argparse.Namespace) -> Telemetry:
+    """Logging, the access log, metrics and tracing as the options and OTEL_* ask."""
+    configure_logging(args.log_level, getattr(args, "log_format", "text"))
+    if not getattr(args, "access_log", True):
+        access_log.setLevel(logging.WARNING)
+    metrics.observe_core()
+    metrics.set_build_info(leasebroker.__version__, store_kind(args))
+    telemetry = Telemetry(tracer_provider=tracing.setup_tracing())
+    port = getattr(args, "metrics_port", None)
+    if port is not None:
+        host = args.metrics_host
+        try:
+            telemetry.metrics_server = metrics.start_metrics_server(host, port)
+        except OSError as exc:
+            telemetry.stop()
+            raise CliError(f"cannot listen on {host}:{port} (metrics): {exc}", EXIT_USAGE) from exc
+        shown = f"[{host}]" if ":" in host else host
+        port = telemetry.metrics_server.port
+        log.info("metrics at http://%s:%d/metrics", shown, port)
+    return telemetry
