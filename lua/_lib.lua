@@ -56,8 +56,9 @@ end
 -- Argument checks, run before a script's first write: Redis does not roll a script
 -- back when a command fails half-way, so a bad value must stop it before anything
 -- changed. spec maps an ARGV index to its kind: 'int' (a whole number of at most 15
--- digits, exact in Lua's numbers), 'ns' (at most 19 digits, kept as text), and either
--- with a trailing '?' when '' is allowed too. Returns the first bad index, or nil.
+-- digits, exact in Lua's numbers), 'ns' (at most 19 digits, kept as text), 'u64' (at
+-- most 20, kept as text), each with a trailing '?' when '' is allowed too. Returns the
+-- first bad index, or nil.
 local function bad_argument(spec)
   for index, kind in pairs(spec) do
     local value = ARGV[index]
@@ -66,6 +67,8 @@ local function bad_argument(spec)
       local digits = 15
       if string.sub(kind, 1, 2) == 'ns' then
         digits = 19
+      elseif string.sub(kind, 1, 3) == 'u64' then
+        digits = 20
       end
       if type(value) ~= 'string' or not string.match(value, '^%-?%d+$')
           or #string.gsub(value, '^%-', '') > digits then

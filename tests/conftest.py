@@ -137,6 +137,18 @@ def stub(broker: LeaseBroker, make_stub: Callable[..., Any]) -> pb_grpc.BookingS
 
 
 @pytest.fixture
+def real_broker(key_prefix: str) -> Iterator[LeaseBroker]:
+    """A broker on the real Redis (the store the CLI tests' commands use, whatever the
+    backend), its keys deleted after."""
+    client = real_redis_or_skip()
+    try:
+        yield LeaseBroker(client, BrokerConfig(key_prefix=key_prefix))
+    finally:
+        delete_prefix(client, key_prefix)
+        client.close()
+
+
+@pytest.fixture
 def store_args(key_prefix: str) -> list[str]:
     """The command-line options for this test's store: the real Redis, this test's prefix."""
     return ["--redis-url", REAL_REDIS_URL, "--key-prefix", key_prefix]

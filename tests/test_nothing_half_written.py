@@ -24,7 +24,7 @@ from leasebroker.core.units import NS_PER_MS, NS_PER_S
 
 CLIENT = client_bytes()
 # Values no script may take where it expects a whole number.
-BAD_NUMBERS = ["90000.5", "x", "-", "1e3", "0x10", " 1", "9" * 20]
+BAD_NUMBERS = ["90000.5", "x", "-", "1e3", "0x10", " 1", "9" * 21]
 _DIGITS_RE = re.compile(r"-?[0-9]+")
 # Scripts whose arguments are all text (their check is of another kind).
 TAKES_NO_NUMBER = {"check_permissions"}
@@ -76,6 +76,9 @@ def drive_every_script(broker: Any) -> None:
     assert broker.prune(MERCHANT, 0).bookings == 1
     broker.replace_inventory(MERCHANT, [InventorySlot(later, 2), InventorySlot(other, 2)])
     broker.set_capacity(other, 3)
+    broker.load_inventories(
+        {MERCHANT: [InventorySlot(later, 2)]}, generation=1_800_000_000, nonce=7
+    )
     assert broker.denied_commands() == []
 
 

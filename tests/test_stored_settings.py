@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
-from conftest import delete_prefix, real_redis_or_skip
 from support import ServeProcess, clean_env, run_cli
 
-from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.stored_settings import DECIDING_FIELDS
@@ -56,17 +53,6 @@ def test_stored_settings_that_are_not_valid_are_named(make_broker, redis_client)
             broker.stored_settings()
         assert refused.value.reason is Reason.INTERNAL
         assert "config set" in refused.value.message
-
-
-@pytest.fixture
-def real_broker(key_prefix) -> Iterator[LeaseBroker]:
-    """A broker on the real Redis (the CLI tests' store), its keys deleted after."""
-    client = real_redis_or_skip()
-    try:
-        yield LeaseBroker(client, BrokerConfig(key_prefix=key_prefix))
-    finally:
-        delete_prefix(client, key_prefix)
-        client.close()
 
 
 def test_serve_stores_its_settings_and_a_differing_one_refuses_to_start(store_args, real_broker):

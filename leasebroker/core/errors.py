@@ -19,6 +19,8 @@ class Reason(str, Enum):
     UNKNOWN_MERCHANT = "UNKNOWN_MERCHANT"
     # The merchant's inventory has no slot of this service.
     UNKNOWN_SERVICE = "UNKNOWN_SERVICE"
+    # A feed older than one already loaded: loading it would bring old inventory back.
+    FEED_OUTDATED = "FEED_OUTDATED"
     LEASE_NOT_FOUND = "LEASE_NOT_FOUND"
     LEASE_EXPIRED = "LEASE_EXPIRED"
     LEASE_RELEASED = "LEASE_RELEASED"

@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from leasebroker.core.base import BrokerCore
-from leasebroker.core.errors import FieldViolation
+from leasebroker.core.errors import BrokerError, FieldViolation, Reason
 from leasebroker.core.keys import NOTHING_OFFERED_FIELD, SlotId, is_slot_field, service_field
 from leasebroker.core.model import CapacitySource, InventorySlot, InventoryState, SlotStatus
-from leasebroker.core.validation import check_capacity, raise_if_invalid, slot_violations
+from leasebroker.core.outcomes import Outcome
+from leasebroker.core.validation import (
+    MAX_SCRIPT_INT,
+    check_capacity,
+    check_int,
+    raise_if_invalid,
+    slot_violations,
+)
 
 
 class InventoryOps(BrokerCore):
@@ -36,6 +43,36 @@ class InventoryOps(BrokerCore):
             args,
         )
         return int(reply[1])
+
+    def load_inventories(
+        self,
+        inventories: Mapping[str, Sequence[InventorySlot]],
+        *,
+        complete: bool = False,
+        generation: int | None = None,
+        nonce: int | None = None,
+    ) -> tuple[int, list[str]]:
+        """Load a feed's inventories: each merchant in it gets exactly its slots; with
+        ``complete``, every other merchant the broker knows is withdrawn too. A feed
+        with a ``generation`` (its generation_timestamp, seconds) older than the newest
+        one loaded is refused with FEED_OUTDATED before anything changes. Returns the
+        slot count and the merchants withdrawn."""
+        if generation is not None:
+            raise_if_invalid([check_int(generation, "generation_timestamp", 0, MAX_SCRIPT_INT)])
+            reply = self._call(
+                "record_feed_generation",
+                [self.keys.feed()],
+                [generation, "" if nonce is None else nonce],
+            )
+            if Outcome(int(reply[0])) is Outcome.FEED_OUTDATED:
+                raise BrokerError(
+                    Reason.FEED_OUTDATED,
+                    f"the feed was generated at {generation}, before the one already loaded "
+                    f"({int(reply[1])}): loading it would bring older inventory back",
+                )
+        if complete:
+            return self.replace_all_inventories(inventories)
+        return sum(self.replace_inventory(m, s) for m, s in inventories.items()), []
 
     def replace_all_inventories(
         self, inventories: Mapping[str, Sequence[InventorySlot]]

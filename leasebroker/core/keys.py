@@ -237,6 +237,10 @@ class KeyBuilder:
         """Registry of merchant ids (SET) that the expiry sweeper walks; no hash tag."""
         return f"{self.prefix}:merchants"
 
+    def feed(self) -> str:
+        """The newest feed loaded: its generation_timestamp and nonce (HASH; no hash tag)."""
+        return f"{self.prefix}:feed"
+
     def settings(self) -> str:
         """The deciding settings every process on this prefix uses (JSON string)."""
         return f"{self.prefix}:settings"

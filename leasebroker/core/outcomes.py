@@ -63,6 +63,8 @@ class Outcome(IntEnum):
     UNKNOWN_MERCHANT = 21
     # CreateLease: the merchant's inventory lists no slot of this service.
     UNKNOWN_SERVICE = 22
+    # A feed older (by generation_timestamp) than one already loaded (data: that one's).
+    FEED_OUTDATED = 23
 
 
 def lua_table(members: Iterable[Enum] = Outcome) -> str:

@@ -37,7 +37,7 @@ from leasebroker.core.validation import (
 )
 from leasebroker.wire.booking_convert import duration_ns, timestamp_ns
 from leasebroker.wire.errors import FieldPaths
-from leasebroker.wire.feed import FeedError, decode_feed
+from leasebroker.wire.feed import Feed, FeedError, check_complete, decode_feed
 
 # A request whose slot is ``slot`` (GetSlotAvailability, SetSlotCapacity).
 SLOT_FIELDS = FieldPaths("slot", {"capacity": "capacity"})
@@ -190,12 +190,16 @@ def extension_ms_from_proto(request: pb.ExtendLeaseRequest) -> int:
     return -(-extension // NS_PER_MS)
 
 
-def feed_from_json(feed_json: bytes) -> dict[str, list[InventorySlot]]:
-    """Each merchant's inventory in a JSON feed; INVALID_FIELD on ``feed_json`` if it is bad."""
+def feed_from_json(feed_json: bytes, *, complete: bool = False) -> Feed:
+    """Each merchant's inventory in a JSON feed; INVALID_FIELD on ``feed_json`` if it is
+    bad, or (``complete``) only one shard of a sharded feed."""
     if not feed_json:
         raise_if_invalid([FieldViolation("feed_json", "is required")])
     try:
-        return decode_feed(feed_json, "feed_json")
+        feed = decode_feed(feed_json, "feed_json")
+        if complete:
+            check_complete(feed, "feed_json")
+        return feed
     except FeedError as exc:
         description = f"is not a valid availability feed: {exc}"
         raise BrokerError(

@@ -113,12 +113,14 @@ class LeaseAdmin(pb_grpc.LeaseAdminServicer):
     def LoadInventory(
         self, request: pb.LoadInventoryRequest, context: grpc.ServicerContext
     ) -> pb.LoadInventoryResponse:
-        inventories = feed_from_json(request.feed_json)
-        withdrawn: list[str] = []
-        if request.complete:
-            total, withdrawn = self.broker.replace_all_inventories(inventories)
-        else:
-            total = sum(self.broker.replace_inventory(m, s) for m, s in inventories.items())
+        inventories = feed_from_json(request.feed_json, complete=request.complete)
+        meta = inventories.metadata
+        total, withdrawn = self.broker.load_inventories(
+            inventories,
+            complete=request.complete,
+            generation=meta.generation_timestamp,
+            nonce=meta.nonce,
+        )
         return pb.LoadInventoryResponse(
             merchants=len(inventories), slots=total, withdrawn_merchants=withdrawn
         )

@@ -44,6 +44,7 @@ STATUS_FOR_REASON: dict[Reason, grpc.StatusCode] = {
     # v0: "an invalid merchant ID, service ID or slot time specification" is INVALID_ARGUMENT.
     Reason.UNKNOWN_MERCHANT: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.UNKNOWN_SERVICE: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.FEED_OUTDATED: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.LEASE_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     # v0 names no code for an expired lease; "the lease ID is not valid" (NOT_FOUND) fits.
     Reason.LEASE_EXPIRED: grpc.StatusCode.NOT_FOUND,

@@ -5,30 +5,31 @@ receives plain :class:`~leasebroker.core.model.InventorySlot` values.
 
 Accepted shapes: the AvailabilityFeed object
 (``{"metadata": ..., "service_availability": [{"availability": [...]}, ...]}``),
-or a bare JSON array of availability entries. Each entry needs merchant_id,
-service_id, start_sec, duration_sec and spots_open (capacity = spots still
-open); availability_tag and resources (staff_id, room_id) are optional.
+or a bare JSON array of availability entries, read as proto3 JSON (see
+:mod:`leasebroker.wire.feed_entries`). Each entry needs merchant_id, service_id,
+start_sec, duration_sec and spots_open (capacity = spots still open);
+availability_tag and resources (staff_id, room_id) are optional. The metadata
+(processing_instruction, shard_number, total_shards, nonce, generation_timestamp)
+comes back with the inventories (:class:`Feed`), so a loader can refuse an
+incomplete set of shards or an older feed.
 
-Refused with a message naming the entry: restricted (partial) feeds,
-recurrences and schedule exceptions, a slot listed twice, and bad values.
+Refused, with every problem named by its entry (up to :data:`MAX_PROBLEMS`):
+restricted (partial) feeds, recurrences and schedule exceptions, unknown keys, a slot
+listed twice, and bad values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from leasebroker.api.feed import availability_feed_pb2 as feed_pb
 from leasebroker.core.keys import SlotId
 from leasebroker.core.model import InventorySlot
-from leasebroker.core.units import NS_PER_S
-from leasebroker.core.validation import (
-    MAX_SLOT_DURATION_NS,
-    MAX_SLOT_START_NS,
-    MIN_SLOT_START_NS,
-    check_id,
-)
+from leasebroker.wire.feed_entries import given, parse_entry, parse_message
 
 _RESTRICT_FIELDS = (
     "start_timestamp_restrict",
@@ -38,10 +39,10 @@ _RESTRICT_FIELDS = (
     "duration_restrict_sec",
     "resources_restrict",
 )
-_UNSUPPORTED = ("recurrence", "schedule_exception")
-_INT_TEXT_RE = re.compile(r"-?[0-9]+")
-
-
+_GROUP_KEYS = ("service_availability", "serviceAvailability")
+_ENTRY_KEYS = ("availability",)
+# The most problems one FeedError lists (the rest are counted).
+MAX_PROBLEMS = 20
 # The largest feed accepted, from a file or through the admin API's LoadInventory.
 MAX_FEED_BYTES = 64 * 1024 * 1024
 
@@ -50,7 +51,30 @@ class FeedError(ValueError):
     """The feed cannot be loaded; the message says where and why. Nothing was loaded."""
 
 
-def read_feed(path: str | Path) -> dict[str, list[InventorySlot]]:
+@dataclass(frozen=True)
+class FeedMetadata:
+    """What the feed says of itself (defaults: one shard, nothing else said)."""
+
+    # PROCESS_AS_COMPLETE, PROCESS_AS_SNAPSHOT or PROCESS_INSTRUCTION_UNSPECIFIED.
+    processing_instruction: str = "PROCESS_INSTRUCTION_UNSPECIFIED"
+    shard_number: int = 0
+    total_shards: int = 1
+    nonce: int | None = None
+    # When the feed was made, seconds since the epoch.
+    generation_timestamp: int | None = None
+
+
+class Feed(dict[str, list[InventorySlot]]):
+    """Each merchant's inventory in a feed (merchant id -> slots), and its metadata."""
+
+    def __init__(self, metadata: FeedMetadata | None = None, *, whole: bool | None = None) -> None:
+        super().__init__()
+        self.metadata = metadata or FeedMetadata()
+        # Every shard of the feed is here (one unsharded file, or all shards combined).
+        self.whole = self.metadata.total_shards <= 1 if whole is None else whole
+
+
+def read_feed(path: str | Path) -> Feed:
     """Parse a feed file into each merchant's complete inventory."""
     try:
         with open(path, "rb") as file:
@@ -60,7 +84,7 @@ def read_feed(path: str | Path) -> dict[str, list[InventorySlot]]:
     return decode_feed(data, str(path))
 
 
-def decode_feed(data: bytes, where: str = "the feed") -> dict[str, list[InventorySlot]]:
+def decode_feed(data: bytes, where: str = "the feed") -> Feed:
     """Parse a feed's JSON bytes; FeedError (never another exception) for anything a
     hostile or broken feed can hold: too large, not UTF-8 or JSON, nested too deeply,
     numbers too long to convert."""
@@ -80,107 +104,162 @@ def decode_feed(data: bytes, where: str = "the feed") -> dict[str, list[Inventor
         raise FeedError(f"{where} is nested too deeply to be a feed") from exc
 
 
-def parse_feed(document: Any) -> dict[str, list[InventorySlot]]:
-    """Parse a decoded feed document; raises FeedError naming the first bad entry."""
-    inventories: dict[str, list[InventorySlot]] = {}
+def parse_feed(document: Any) -> Feed:
+    """Parse a decoded feed document; FeedError naming every problem (up to a cap)."""
+    problems = _Problems()
+    metadata, entries = _structure(document, problems)
+    feed = Feed(metadata)
     seen: set[SlotId] = set()
-    for where, entry in _entries(document):
-        item = _parse_entry(entry, where)
+    for where, entry in entries:
+        item, found = parse_entry(entry)
+        for problem in found:
+            problems.add(where, problem)
+        if item is None:
+            continue
         if item.slot in seen:
-            raise FeedError(f"{where}: slot listed twice")
+            problems.add(where, "slot listed twice")
+            continue
         seen.add(item.slot)
-        inventories.setdefault(item.slot.merchant_id, []).append(item)
-    if not inventories:
+        feed.setdefault(item.slot.merchant_id, []).append(item)
+    problems.raise_if_any()
+    if not feed:
         raise FeedError("the feed has no availability entries")
-    return inventories
+    return feed
 
 
-def _entries(document: Any) -> list[tuple[str, Any]]:
+def _structure(document: Any, problems: _Problems) -> tuple[FeedMetadata, list[tuple[str, Any]]]:
+    """The feed's metadata and its entries, each with where it stands."""
     if isinstance(document, list):
-        return [(f"entry {i}", e) for i, e in enumerate(document)]
-    if not isinstance(document, dict) or "service_availability" not in document:
+        return FeedMetadata(), [(f"entry {i}", e) for i, e in enumerate(document)]
+    groups = given(document, "service_availability") if isinstance(document, dict) else None
+    if groups is None:
         raise FeedError(
             "expected an AvailabilityFeed object with service_availability, "
             "or an array of availability entries"
         )
-    groups = document["service_availability"]
     if not isinstance(groups, list):
         raise FeedError("service_availability must be an array")
-    entries = []
+    outer = feed_pb.AvailabilityFeed()
+    rest = {k: v for k, v in document.items() if k not in _GROUP_KEYS}
+    problem = parse_message(rest, outer)
+    if problem:
+        problems.add("the feed", problem)
+    entries: list[tuple[str, Any]] = []
     for g, group in enumerate(groups):
         where = f"service_availability[{g}]"
         if not isinstance(group, dict):
-            raise FeedError(f"{where} must be an object")
-        restricted = [f for f in _RESTRICT_FIELDS if f in group]
+            problems.add(where, "must be an object")
+            continue
+        restricted = [f for f in _RESTRICT_FIELDS if given(group, f) is not None]
         if restricted:
-            raise FeedError(
-                f"{where}: restricted (partial) feeds are not supported "
-                f"({', '.join(restricted)}); send the merchant's complete feed"
+            problems.add(
+                where,
+                f"restricted (partial) feeds are not supported ({', '.join(restricted)}); "
+                "send the merchant's complete feed",
             )
-        availability = group.get("availability", [])
+            continue
+        availability = given(group, "availability")
+        if availability is None:
+            availability = []
         if not isinstance(availability, list):
-            raise FeedError(f"{where}.availability must be an array")
-        entries += [(f"{where}.availability[{i}]", e) for i, e in enumerate(availability)]
-    return entries
-
-
-def _parse_entry(entry: Any, where: str) -> InventorySlot:
-    if not isinstance(entry, dict):
-        raise FeedError(f"{where} must be an object")
-    unsupported = [f for f in _UNSUPPORTED if f in entry]
-    if unsupported:
-        raise FeedError(
-            f"{where}: {', '.join(unsupported)} is not supported; list each slot with spots_open"
+            problems.add(f"{where}.availability", "must be an array")
+            continue
+        problem = parse_message(
+            {k: v for k, v in group.items() if k not in _ENTRY_KEYS}, feed_pb.ServiceAvailability()
         )
-    resources = entry.get("resources")
-    if resources is None:
-        resources = {}
-    elif not isinstance(resources, dict):
-        raise FeedError(f"{where}.resources must be an object")
-    ids = {
-        "merchant_id": (_text(entry, "merchant_id", where), True),
-        "service_id": (_text(entry, "service_id", where), True),
-        "resources.staff_id": (_text(resources, "staff_id", where), False),
-        "resources.room_id": (_text(resources, "room_id", where), False),
-    }
-    for name, (value, required) in ids.items():
-        problem = check_id(value, name, required=required)
         if problem:
-            raise FeedError(f"{where}: {problem.field} {problem.description}")
-    start = _integer(entry, "start_sec", where)
-    duration = _integer(entry, "duration_sec", where)
-    spots = _integer(entry, "spots_open", where)
-    if not MIN_SLOT_START_NS <= start * NS_PER_S <= MAX_SLOT_START_NS:
-        raise FeedError(f"{where}: start_sec is out of range")
-    if not 0 < duration * NS_PER_S <= MAX_SLOT_DURATION_NS:
-        raise FeedError(f"{where}: duration_sec must be positive and at most 31 days")
-    if spots < 0:
-        raise FeedError(f"{where}: spots_open must not be negative")
-    slot = SlotId(
-        merchant_id=ids["merchant_id"][0],
-        service_id=ids["service_id"][0],
-        start_ns=start * NS_PER_S,
-        duration_ns=duration * NS_PER_S,
-        staff_id=ids["resources.staff_id"][0],
-        room_id=ids["resources.room_id"][0],
+            problems.add(where, problem)
+        entries += [(f"{where}.availability[{i}]", e) for i, e in enumerate(availability)]
+    return _metadata(outer), entries
+
+
+def _metadata(feed: feed_pb.AvailabilityFeed) -> FeedMetadata:
+    if not feed.HasField("metadata"):
+        return FeedMetadata()
+    meta = feed.metadata
+    return FeedMetadata(
+        processing_instruction=feed_pb.ProcessingInstruction.Name(meta.processing_instruction),
+        shard_number=meta.shard_number,
+        total_shards=meta.total_shards or 1,
+        nonce=meta.nonce or None,
+        generation_timestamp=meta.generation_timestamp or None,
     )
-    return InventorySlot(slot=slot, capacity=spots)
 
 
-def _text(obj: dict[str, Any], name: str, where: str) -> str:
-    value = obj.get(name, "")
-    if not isinstance(value, str):
-        raise FeedError(f"{where}: {name} must be a string")
-    return value
+class _Problems:
+    """Every problem of a feed, up to MAX_PROBLEMS; raises them as one FeedError."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+        self.more = 0
+
+    def add(self, where: str, problem: str) -> None:
+        if len(self.found) < MAX_PROBLEMS:
+            self.found.append(f"{where}: {problem}")
+        else:
+            self.more += 1
+
+    def raise_if_any(self) -> None:
+        if not self.found:
+            return
+        if len(self.found) == 1:
+            raise FeedError(self.found[0])
+        more = f"\n  ... and {self.more} more" if self.more else ""
+        count = len(self.found) + self.more
+        raise FeedError(f"{count} problems:\n  " + "\n  ".join(self.found) + more)
 
 
-def _integer(entry: dict[str, Any], name: str, where: str) -> int:
-    """JSON feeds may carry int64 values as numbers or, proto-JSON style, as strings."""
-    if name not in entry:
-        raise FeedError(f"{where}: {name} is required")
-    value = entry[name]
-    if isinstance(value, str) and _INT_TEXT_RE.fullmatch(value):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FeedError(f"{where}: {name} must be an integer")
-    return value
+def combine_shards(feeds: list[tuple[str, Feed]]) -> Feed:
+    """One feed from the files of one sharded feed (or from a single file).
+
+    Several files must be every shard (0 to total_shards - 1) of one feed: the same
+    total_shards and nonce, each shard once. Anything else is a FeedError naming what
+    is missing or does not belong, and nothing is loaded.
+    """
+    if len(feeds) == 1:
+        return feeds[0][1]
+    first = feeds[0][1].metadata
+    total = first.total_shards
+    problems = []
+    if total == 1:
+        raise FeedError(
+            "several files must be the shards of one feed (metadata.total_shards > 1); "
+            "give one unsharded feed at a time"
+        )
+    for name, feed in feeds:
+        meta = feed.metadata
+        if meta.total_shards != total or meta.nonce != first.nonce:
+            problems.append(
+                f"{name} is shard {meta.shard_number} of {meta.total_shards} (nonce "
+                f"{meta.nonce}), not of the feed of {total} shards with nonce {first.nonce}"
+            )
+    numbers = sorted(feed.metadata.shard_number for _, feed in feeds)
+    missing = sorted(set(range(total)) - set(numbers))
+    twice = sorted({n for n in numbers if numbers.count(n) > 1})
+    if missing:
+        problems.append(f"shard {', '.join(map(str, missing))} of {total} is missing")
+    if twice:
+        problems.append(f"shard {', '.join(map(str, twice))} is given twice")
+    if problems:
+        raise FeedError("; ".join(problems))
+    combined = Feed(dataclasses.replace(first, shard_number=0), whole=True)
+    for name, feed in feeds:
+        for merchant, items in feed.items():
+            if merchant in combined:
+                raise FeedError(f"{name}: merchant {merchant!r} is in two shards")
+            combined[merchant] = items
+    return combined
+
+
+def check_complete(feed: Feed, where: str) -> None:
+    """A feed loaded as complete (withdrawing every merchant it omits) must be whole,
+    and must not say it is something else."""
+    meta = feed.metadata
+    if not feed.whole:
+        raise FeedError(
+            f"{where} is shard {meta.shard_number} of {meta.total_shards}: a complete feed "
+            "withdraws every merchant it omits, so load all its shards at once "
+            "(leasebroker inventory load --complete SHARD0.json SHARD1.json ...)"
+        )
+    if meta.processing_instruction == "PROCESS_AS_SNAPSHOT":
+        raise FeedError(f"{where} says PROCESS_AS_SNAPSHOT, not PROCESS_AS_COMPLETE")
