@@ -84,3 +84,15 @@ def test_version_is_the_installed_one():
 
 def test_the_package_is_typed():
     assert (PACKAGE / "py.typed").is_file()
+
+
+def test_every_package_ships():
+    """setuptools is given the package list: a new folder must be in it, or the wheel
+    silently lacks it (the editable install used by the tests would not notice)."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {".".join(init.parent.relative_to(ROOT).parts) for init in PACKAGE.rglob("__init__.py")}
+    assert found == listed
