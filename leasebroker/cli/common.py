@@ -17,7 +17,7 @@ from typing import Any
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.settings import BrokerConfig
-from leasebroker.core.store import Store, StoreError, embedded_store, open_redis
+from leasebroker.core.store import RedisTls, Store, StoreError, embedded_store, open_redis
 from leasebroker.core.stored_settings import differences
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -76,13 +76,22 @@ def open_store(args: argparse.Namespace, pool_size: int) -> Store:
         return embedded_store()
     try:
         store, warnings = open_redis(
-            args.redis_url, pool_size=pool_size, cluster=args.redis_cluster
+            args.redis_url, pool_size=pool_size, cluster=args.redis_cluster, tls=redis_tls(args)
         )
     except StoreError as exc:
         raise CliError(str(exc), EXIT_UNREACHABLE if exc.unreachable else EXIT_USAGE) from exc
     for warning in warnings:
         log.warning("%s", warning)
     return store
+
+
+def redis_tls(args: argparse.Namespace) -> RedisTls:
+    """The --redis-tls-* files (rediss:// only)."""
+    return RedisTls(
+        getattr(args, "redis_tls_ca", None),
+        getattr(args, "redis_tls_cert", None),
+        getattr(args, "redis_tls_key", None),
+    )
 
 
 def open_broker(

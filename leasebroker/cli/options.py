@@ -2,7 +2,8 @@
 
 Every option can also be set by an environment variable ``LEASEBROKER_<OPTION>``;
 a flag on the command line wins. Defaults of the broker settings come from
-:class:`~leasebroker.core.settings.BrokerConfig`.
+:class:`~leasebroker.core.settings.BrokerConfig`. :class:`Parser` adds each option's
+default and variable to its ``--help`` line.
 """
 
 from __future__ import annotations
@@ -14,15 +15,128 @@ from datetime import date, datetime
 from typing import Any
 
 from leasebroker.cli.common import config_default
+from leasebroker.core.store import check_url
 from leasebroker.core.units import human_ms, parse_duration_ms
 
 _STREAM_ID_RE = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The variables env() was asked for since the last add_argument: the option being
+# added reads them (env() runs while its add_argument call's arguments are evaluated).
+_ASKED: list[tuple[str, str | None]] = []
 
 
 def env(name: str, default: str | None = None) -> str | None:
     """The option's default from ``LEASEBROKER_<NAME>``, as text: argparse converts string
     defaults with the option's ``type``, so a bad value is a usage error (exit 2)."""
+    _ASKED.append((name, default))
     return os.environ.get(f"LEASEBROKER_{name}", default)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose options name their default and ``LEASEBROKER_*``
+    variable in ``--help`` (the built-in default: a variable's value, which may
+    hold a password, is never shown). Subcommands get this class too."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        asked, _ASKED[:] = list(_ASKED), []
+        action = super().add_argument(*args, **kwargs)
+        if not action.option_strings or argparse.SUPPRESS in (action.help, action.default):
+            return action
+        help = action.help or ""
+        notes = []
+        if "default" not in help and not action.required:
+            fallback = asked[-1][1] if asked else action.default
+            notes.append(f"default: {_shown(action, fallback)}")
+        if asked and "LEASEBROKER_" not in help:
+            notes.append(f"env LEASEBROKER_{asked[-1][0]}")
+        if notes:
+            action.help = f"{help} ({'; '.join(notes)})".strip()
+        return action
+
+
+def _shown(action: argparse.Action, default: Any) -> str:
+    if action.nargs == 0:  # a flag
+        return "on" if default is True or str(default).lower() in _TRUE[:-1] else "off"
+    if default is None or default == "":
+        return "none"
+    return str(default).replace("%", "%%")
+
+
+class Flag(argparse.Action):
+    """An on/off option (``--redis-cluster``) whose default may come from a variable:
+    the text goes through ``type`` (:func:`bool_arg`), so a bad one is exit 2."""
+
+    def __init__(self, option_strings: Any, dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("type", bool_arg)
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        setattr(namespace, self.dest, True)
+
+
+def bool_arg(text: str) -> bool:
+    """1/0, true/false, yes/no, on/off in any case; empty is off."""
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"not on or off (1/0, true/false, yes/no, on/off): {text!r}")
+
+
+def redis_url_arg(text: str) -> str:
+    try:
+        return check_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def log_level_arg(text: str) -> str:
+    if text.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return text.upper()
+
+
+def port_arg(text: str, lowest: int = 0) -> int:
+    """A TCP port, 0 (pick a free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from exc
+    if not lowest <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is {lowest} to 65535: {text!r}")
+    return value
+
+
+def admin_port_arg(text: str) -> int:
+    """A port, or -1 (off)."""
+    return port_arg(text, lowest=-1)
+
+
+def positive_int_arg(text: str) -> int:
+    value = count_arg(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
+    return value
+
+
+def seconds_arg(text: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from exc
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
+
+
+def file_arg(text: str) -> str:
+    """A readable file."""
+    if not os.path.isfile(text) or not os.access(text, os.R_OK):
+        raise argparse.ArgumentTypeError(f"not a readable file: {text!r}")
+    return text
 
 
 def duration_arg(text: str) -> int:
@@ -79,16 +193,36 @@ def stream_id_arg(text: str) -> str:
 def add_store_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument(
         "--redis-url",
+        type=redis_url_arg,
         default=env("REDIS_URL"),
-        help="Redis to use, e.g. redis://127.0.0.1:6379/0"
-        + ("" if required else " (default: an embedded in-process store)"),
+        help="Redis to use: redis://, rediss:// (TLS), unix:// or "
+        "redis+sentinel://host:port[,host:port...]/service_name[/db]"
+        + (
+            ""
+            if required
+            else " (default: an embedded in-process store; env LEASEBROKER_REDIS_URL)"
+        ),
     )
     parser.add_argument(
         "--redis-cluster",
-        action="store_true",
-        default=env("REDIS_CLUSTER", "") in ("1", "true", "yes"),
+        action=Flag,
+        default=env("REDIS_CLUSTER", "false"),
         help="treat --redis-url as a seed node of a Redis Cluster",
     )
+    for name, what in (
+        ("ca", "PEM CA bundle to trust for rediss:// (default: the system's)"),
+        ("cert", "PEM client certificate for rediss:// (mutual TLS)"),
+        ("key", "PEM private key of --redis-tls-cert"),
+    ):
+        parser.add_argument(
+            f"--redis-tls-{name}",
+            type=file_arg,
+            default=env(f"REDIS_TLS_{name.upper()}"),
+            help=what
+            if name != "ca"
+            else what.replace(" (default: the system's)", "")
+            + " (default: the system's CAs; env LEASEBROKER_REDIS_TLS_CA)",
+        )
     parser.add_argument(
         "--key-prefix", default=env("KEY_PREFIX", config_default("key_prefix")), help="key prefix"
     )

@@ -1,4 +1,5 @@
-"""Connecting to the store: a real Redis (single node or cluster) or the embedded fakeredis.
+"""Connecting to the store: a real Redis (single node, cluster or behind Sentinel, over
+TCP, TLS or a Unix socket) or the embedded fakeredis.
 
 Every client speaks RESP2 (``protocol=2``) so replies have the same shape on
 redis-py 5 through 8 and on fakeredis. Clients return bytes: lease records
@@ -17,6 +18,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from leasebroker.core.connections import connection_class
+from leasebroker.core.sentinel import is_sentinel_url, parse_sentinel_url, sentinel_client
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,52 @@ MIN_REDIS_VERSION = (6, 2)
 POOL_WAIT_S = 5.0
 SOCKET_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+
+
+@dataclass(frozen=True)
+class RedisTls:
+    """Files for TLS to Redis (``rediss://``): the CA to trust (default: the system's),
+    and a client certificate and key for mutual TLS."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"ssl_cert_reqs": "required"}
+        if self.ca:
+            options["ssl_ca_certs"] = self.ca
+        if self.cert:
+            options["ssl_certfile"] = self.cert
+        if self.key:
+            options["ssl_keyfile"] = self.key
+        return options
+
+    def given(self) -> bool:
+        return bool(self.ca or self.cert or self.key)
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is a Redis URL leasebroker can use; ValueError naming the problem.
+    Nothing is connected."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise ValueError(
+            f"{safe_url(url)!r}: the scheme must be one of " + ", ".join(f"{s}://" for s in SCHEMES)
+        )
+    if scheme == "redis+sentinel":
+        parse_sentinel_url(url)
+    else:
+        redis.connection.parse_url(url)
+        if scheme != "unix":
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (raises ValueError for a port out of range)
+            if not parts.hostname:
+                raise ValueError(f"{safe_url(url)!r} names no host")
+    return url
 
 
 class StoreError(Exception):
@@ -60,12 +108,20 @@ def embedded_store() -> Store:
     return Store(client, "embedded in-process store (single process, not durable)", True)
 
 
-def connect(url: str, *, pool_size: int, cluster: bool = False) -> Store:
+def connect(
+    url: str, *, pool_size: int, cluster: bool = False, tls: RedisTls | None = None
+) -> Store:
     """Connect to Redis at ``url``; ``pool_size`` must cover every concurrent caller.
 
     A blocking pool makes a burst wait for a connection instead of failing
     (redis-py's default pool raises "Too many connections" when exhausted).
+    Only a cluster client connects here (to discover the nodes); the others connect
+    on first use.
     """
+    check_url(url)
+    scheme = url.split("://", 1)[0].lower()
+    if tls is not None and tls.given() and scheme != "rediss":
+        raise ValueError("--redis-tls-* files need a rediss:// URL")
     options: dict[str, Any] = {
         "protocol": 2,
         "socket_timeout": SOCKET_TIMEOUT_S,
@@ -76,6 +132,14 @@ def connect(url: str, *, pool_size: int, cluster: bool = False) -> Store:
         # a script is safe: every operation is idempotent by its reference or id.
         "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 2),
     }
+    if scheme == "rediss":
+        options.update((tls or RedisTls()).options())
+    if is_sentinel_url(url):
+        if cluster:
+            raise ValueError("a Sentinel URL cannot name a Redis Cluster")
+        parsed = parse_sentinel_url(url)
+        client = sentinel_client(parsed, pool_size=pool_size, options=options)
+        return Store(client, f"Redis behind Sentinel at {parsed.safe()}", False)
     if cluster:
         client = redis.cluster.RedisCluster.from_url(
             url,
@@ -95,17 +159,28 @@ def connect(url: str, *, pool_size: int, cluster: bool = False) -> Store:
     return Store(redis.Redis(connection_pool=pool), f"Redis at {safe_url(url)}", False)
 
 
-def open_redis(url: str, *, pool_size: int, cluster: bool = False) -> tuple[Store, list[str]]:
+def open_redis(
+    url: str, *, pool_size: int, cluster: bool = False, tls: RedisTls | None = None
+) -> tuple[Store, list[str]]:
     """Connect to ``url``, check that it answers and is fit (:func:`check_server`);
     returns the store and the start-up warnings, or raises :class:`StoreError`."""
     where = f"Redis at {safe_url(url)}"
     try:
-        store = connect(url, pool_size=pool_size, cluster=cluster)
+        store = connect(url, pool_size=pool_size, cluster=cluster, tls=tls)
     except ValueError as exc:  # redis-py's words for a URL it cannot use
         raise StoreError(f"--redis-url {safe_url(url)}: {exc}", unreachable=False) from exc
+    except redis.exceptions.RedisClusterException as exc:  # no seed node answered
+        raise StoreError(f"cannot reach {where}: {exc}", unreachable=True) from exc
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise StoreError(f"cannot reach {where}: {exc}", unreachable=True) from exc
     try:
         store.client.ping()
+        if not cluster:
+            _refuse_cluster_node(store.client, url)
         warnings = check_server(store.client)
+    except redis.exceptions.AuthenticationError as exc:
+        store.close()
+        raise StoreError(f"{where} refused the credentials: {exc}", unreachable=False) from exc
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         store.close()
         raise StoreError(f"cannot reach {where}: {exc}", unreachable=True) from exc
@@ -115,16 +190,43 @@ def open_redis(url: str, *, pool_size: int, cluster: bool = False) -> tuple[Stor
     return store, warnings
 
 
+def _refuse_cluster_node(client: Any, url: str) -> None:
+    """A node of a Redis Cluster used as a single node would fail every call for a key
+    on another node (MOVED): refuse it at start (RuntimeError, a usage error)."""
+    try:
+        enabled = client.info("cluster").get("cluster_enabled")
+    except redis.exceptions.ResponseError:  # INFO denied (ACL), or a proxy without it
+        return
+    if str(enabled) == "1":
+        raise RuntimeError(
+            f"Redis at {safe_url(url)} is a node of a Redis Cluster: give --redis-cluster "
+            "(or LEASEBROKER_REDIS_CLUSTER=true)"
+        )
+
+
 def safe_url(url: str) -> str:
     """The URL without its password, for logs."""
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(url)
-    if parts.password:
-        host = parts.hostname or ""
-        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts)
+    if is_sentinel_url(url):
+        try:
+            return parse_sentinel_url(url).safe()
+        except ValueError:
+            return url.split("://", 1)[0] + "://..."
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("@", 1)[-1] if "@" in url else url
+    if not password:
+        return url
+    host = parts.hostname or ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    netloc = f"{parts.username or ''}:***@{host}{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def check_server(client: Any) -> list[str]:
