@@ -59,11 +59,11 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 20.0) 
 _STARTED: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def start(folder: Path, *settings: str) -> int:
+def start(folder: Path, *settings: str, port: int | None = None) -> int:
     """Start a redis-server with ``settings`` (in the foreground, so its PID is known);
-    returns its port once it answers."""
+    returns its port (``port``, or a free one) once it answers."""
     server, _ = binaries()
-    port = free_port_pair()
+    port = port or free_port_pair()
     with open(folder / f"{port}.log", "ab") as log:
         process = subprocess.Popen(
             [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
@@ -79,9 +79,67 @@ def start(folder: Path, *settings: str) -> int:
     return port
 
 
-def ping(port: int) -> bool:
+def ping(port: int, *options: str) -> bool:
+    """Whether the server on ``port`` answers PING (``options``: more redis-cli flags,
+    e.g. for TLS)."""
     _, cli = binaries()
-    return subprocess.run([cli, "-p", str(port), "ping"], capture_output=True).returncode == 0
+    command = [cli, "-p", str(port), *options, "ping"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    return result.returncode == 0 and "PONG" in result.stdout
+
+
+def start_sentinel(folder: Path, primary_port: int, service: str = "mymaster") -> int:
+    """Start a redis-server in Sentinel mode watching the primary on ``primary_port``
+    (quorum 1, a primary counts as down after 1 s); returns its port."""
+    server, _ = binaries()
+    port = free_port_pair()
+    config = folder / f"sentinel-{port}.conf"  # Sentinel rewrites its file: its own one
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
+        f"sentinel monitor {service} 127.0.0.1 {primary_port} 1\n"
+        f"sentinel down-after-milliseconds {service} 1000\n"
+        f"sentinel failover-timeout {service} 10000\n"
+        f"sentinel parallel-syncs {service} 1\n"
+    )
+    with open(folder / f"sentinel-{port}.log", "ab") as log:
+        process = subprocess.Popen(
+            [server, str(config), "--sentinel"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    _STARTED[port] = process
+    try:
+        wait_for(lambda: ping(port), f"redis-sentinel on port {port}")
+    except TimeoutError:
+        stop(port)
+        raise
+    return port
+
+
+def start_tls(folder: Path, certs: Path, *settings: str) -> int:
+    """Start a redis-server that speaks only TLS (``tls-port``, no plain port) with
+    ``certs``/server.pem, server.key and ca.pem, asking clients for a certificate
+    that chains to ca.pem; returns its TLS port."""
+    server, _ = binaries()
+    port = free_port_pair()
+    with open(folder / f"tls-{port}.log", "ab") as log:
+        process = subprocess.Popen(
+            [server, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(folder),
+             "--tls-cert-file", str(certs / "server.pem"),
+             "--tls-key-file", str(certs / "server.key"),
+             "--tls-ca-cert-file", str(certs / "ca.pem"), "--tls-auth-clients", "yes",
+             *settings],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    _STARTED[port] = process
+    tls = ["--tls", "--cacert", str(certs / "ca.pem"), "--cert", str(certs / "client.pem"),
+           "--key", str(certs / "client.key")]  # fmt: skip
+    try:
+        wait_for(lambda: ping(port, *tls), f"TLS redis-server on port {port}")
+    except TimeoutError:
+        stop(port)
+        raise
+    return port
 
 
 def stop(port: int) -> None:

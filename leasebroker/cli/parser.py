@@ -18,18 +18,25 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from leasebroker import __version__
 from leasebroker.cli.common import EXIT_OK, CliError
 from leasebroker.cli.options import (
+    Parser,
     add_broker_options,
     add_day_option,
     add_merchant_option,
     add_operator_command,
     add_store_options,
+    admin_port_arg,
     count_arg,
     duration_arg,
     env,
     instant_arg,
+    log_level_arg,
+    port_arg,
     positive_duration_arg,
+    positive_int_arg,
+    seconds_arg,
     stream_id_arg,
 )
 from leasebroker.cli.telemetry import add_telemetry_options
@@ -128,14 +135,15 @@ def _add_config_commands(commands: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="leasebroker", description=__doc__.split("\n")[0])
+    parser = Parser(prog="leasebroker", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"leasebroker {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the gRPC BookingService")
     serve.add_argument("--host", default=env("HOST", "127.0.0.1"), help="address to bind")
     serve.add_argument(
         "--port",
-        type=int,
+        type=port_arg,
         default=env("PORT", str(DEFAULT_PORT)),
         help="port to bind (0 picks a free one)",
     )
@@ -158,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--admin-port",
-        type=int,
+        type=admin_port_arg,
         default=env("ADMIN_PORT", str(DEFAULT_ADMIN_PORT)),
         help="port of the admin service (0 picks a free one, -1 disables it)",
     )
@@ -171,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_broker_options(serve)
     serve.add_argument(
         "--workers",
-        type=int,
+        type=positive_int_arg,
         default=env("WORKERS", str(DEFAULT_WORKERS)),
         help="concurrent request handlers (and Redis connections)",
     )
@@ -180,7 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("INVENTORY"),
         help="availability feed JSON to load before serving",
     )
-    serve.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
+    serve.add_argument(
+        "--log-level",
+        type=log_level_arg,
+        default=env("LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    )
     add_telemetry_options(serve)
 
     lease = commands.add_parser("lease", help="call the BookingService").add_subparsers(
@@ -203,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("TARGET", f"127.0.0.1:{DEFAULT_PORT}"),
         help="broker address host:port",
     )
-    create.add_argument("--timeout", type=float, default=10.0, help="seconds")
+    create.add_argument("--timeout", type=seconds_arg, default=10.0, help="seconds")
     create.add_argument(
         "--tls", action="store_true", help="connect over TLS (implied by the --tls-* files)"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import cast
 
 from leasebroker.cli.common import (
     EXIT_OK,
@@ -14,6 +15,7 @@ from leasebroker.cli.common import (
     open_broker,
     unreachable,
 )
+from leasebroker.cli.startup import PendingBroker, start_when_redis_answers
 from leasebroker.cli.telemetry import start_telemetry
 from leasebroker.core.background import Periodic
 from leasebroker.core.broker import LeaseBroker
@@ -95,22 +97,51 @@ def serve(args: argparse.Namespace) -> int:
     inventories = _read_feed(args.inventory) if args.inventory else None
     # One connection per handler thread, plus a few spare, so bursts never wait on the pool.
     admin_workers = ADMIN_WORKERS if admin_enabled else 0
-    store, broker = open_broker(
-        args, pool_size=args.workers + admin_workers + 4, store_settings=True
-    )
-    config = broker.config
-    if inventories is not None:
-        _load_feed(broker, inventories, args.inventory)
+    # Listen first, not ready: health answers (liveness SERVING) while Redis does not
+    # (cli/startup.py says what waits for Redis and what stops the start).
+    pending = PendingBroker()
+    stand_in = cast(LeaseBroker, pending)
     try:
-        running = start_server(broker, args.host, args.port, args.workers, tls)
+        running = start_server(stand_in, args.host, args.port, args.workers, tls, serving=False)
     except (OSError, RuntimeError) as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}", EXIT_USAGE) from exc
     admin: list[RunningServer] = []
     if admin_enabled:
         try:
-            admin.append(start_admin_server(broker, args.admin_host, args.admin_port))
+            admin.append(
+                start_admin_server(stand_in, args.admin_host, args.admin_port, serving=False)
+            )
         except (OSError, RuntimeError) as exc:
             running.stop(grace=None)
+    log.info(
+        "bound %s:%d%s; not ready (health NOT_SERVING) until the store answers",
+        args.host,
+        running.port,
+        "".join(f", admin {args.admin_host}:{each.port}" for each in admin),
+    )
+
+    def prepare(broker: LeaseBroker) -> None:
+        if inventories is not None:
+            _load_feed(broker, inventories, args.inventory)
+
+    try:
+        started = start_when_redis_answers(
+            args, args.workers + admin_workers + 4, prepare, lambda: signals.received is not None
+        )
+    except CliError:
+        for each in (running, *admin):
+            each.stop(grace=None)
+        raise
+    if started is None:  # SIGTERM or SIGINT before Redis answered
+        for each in (running, *admin):
+            each.stop(grace=None)
+        log.info("stopped before Redis answered")
+        return EXIT_OK
+    store, broker = started
+    pending.broker = broker
+    for each in (running, *admin):
+        each.set_serving(True)
+    config = broker.config
             where = f"{args.admin_host}:{args.admin_port}"
             raise CliError(f"cannot listen on {where} (admin): {exc}", EXIT_USAGE) from exc
     telemetry.watch_store(store.client)

@@ -13,7 +13,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v1 import admin_pb2 as admin_pb
@@ -25,12 +24,16 @@ from leasebroker.wire.admin_service import SERVICE_NAME as ADMIN_SERVICE_NAME
 from leasebroker.wire.admin_service import LeaseAdmin
 from leasebroker.wire.booking_service import BookingService
 from leasebroker.wire.feed import MAX_FEED_BYTES
+from leasebroker.wire.reflection import enable_reflection
 from leasebroker.wire.registration import add_servicer
 from leasebroker.wire.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BookingService"].full_name
+# The health service name for liveness: SERVING while the process runs, whatever Redis
+# does ("" and the service's own name are readiness: they follow Redis).
+LIVENESS = "liveness"
 # How often serve asks Redis for TIME (health, and the clock offset deadlines use), and
 # how long one probe waits: a hanging Redis is reported within about their sum.
 HEALTH_INTERVAL_S = 1.0
@@ -53,7 +56,8 @@ class RunningServer:
     service_name: str
 
     def set_serving(self, serving: bool) -> None:
-        """What grpc.health.v1 reports, for the whole server and for its service."""
+        """What grpc.health.v1 reports for readiness: the whole server ("") and its
+        service. ``liveness`` is not touched."""
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -76,9 +80,11 @@ def _start(
     workers: int,
     options: Sequence[tuple[str, Any]] = (),
     tls: ServerTls | None = None,
+    serving: bool = True,
 ) -> RunningServer:
     """Start a server for one service, with health checking and reflection; plaintext,
-    or TLS (mutual TLS when ``tls`` names a client CA)."""
+    or TLS (mutual TLS when ``tls`` names a client CA). Readiness starts as ``serving``;
+    liveness as SERVING."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
         # Without this, gRPC sets SO_REUSEPORT and a second server "binds" a port that is
@@ -88,9 +94,7 @@ def _start(
     add_service(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((service_name, health.SERVICE_NAME), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if tls is None:
         bound = server.add_insecure_port(address)
@@ -100,15 +104,21 @@ def _start(
         raise OSError(f"could not bind {address}")
     server.start()
     running = RunningServer(server, bound, health_servicer, service_name)
-    running.set_serving(True)
+    running.set_serving(serving)
+    health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     return running
 
 
 def start_server(
-    broker: LeaseBroker, host: str, port: int, workers: int, tls: ServerTls | None = None
+    broker: LeaseBroker,
+    host: str,
+    port: int,
+    workers: int,
+    tls: ServerTls | None = None,
+    serving: bool = True,
 ) -> RunningServer:
     """Start serving on ``host:port`` with ``workers`` handler threads, over TLS when
-    ``tls`` is given.
+    ``tls`` is given; readiness starts as ``serving``.
 
     The broker's Redis pool must have at least ``workers`` connections, so a
     burst of calls waits for a thread, never for a connection.
@@ -119,7 +129,7 @@ def start_server(
             server, BookingService(broker), pb.DESCRIPTOR.services_by_name["BookingService"]
         )
 
-    return _start(add, SERVICE_NAME, host, port, workers, tls=tls)
+    return _start(add, SERVICE_NAME, host, port, workers, tls=tls, serving=serving)
 
 
 def start_admin_server(
@@ -128,6 +138,7 @@ def start_admin_server(
     port: int,
     workers: int = ADMIN_WORKERS,
     max_message_bytes: int = ADMIN_MAX_MESSAGE_BYTES,
+    serving: bool = True,
 ) -> RunningServer:
     """Start the operators' LeaseAdmin service on its own ``host:port``.
 
@@ -140,7 +151,7 @@ def start_admin_server(
         add_servicer(server, LeaseAdmin(broker), admin_pb.DESCRIPTOR.services_by_name["LeaseAdmin"])
 
     options = [("grpc.max_receive_message_length", max_message_bytes)]
-    return _start(add, ADMIN_SERVICE_NAME, host, port, workers, options)
+    return _start(add, ADMIN_SERVICE_NAME, host, port, workers, options, serving=serving)
 
 
 def store_health_check(broker: LeaseBroker, servers: Sequence[RunningServer]) -> Callable[[], None]:
