@@ -228,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="inventory_command", required=True
     )
     load = inventory.add_parser("load", help="load an availability feed JSON file")
-    load.add_argument("feed", help="path to the feed JSON")
+    load.add_argument(
+        "feed", nargs="+", help="the feed JSON file, or every shard file of one sharded feed"
+    )
     load.add_argument(
         "--complete",
         action="store_true",

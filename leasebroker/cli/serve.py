@@ -20,9 +20,8 @@ from leasebroker.cli.telemetry import start_telemetry
 from leasebroker.core.background import Periodic
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
-from leasebroker.core.model import InventorySlot
 from leasebroker.core.sweeper import SweeperThread
-from leasebroker.wire.feed import FeedError, read_feed
+from leasebroker.wire.feed import Feed, FeedError, check_complete, combine_shards, read_feed
 from leasebroker.wire.server import (
     ADMIN_WORKERS,
     HEALTH_INTERVAL_S,
@@ -41,35 +40,34 @@ log = logging.getLogger("leasebroker")
 SETTINGS_RELOAD_S = 5.0
 
 
-def _read_feed(path: str) -> dict[str, list[InventorySlot]]:
-    """The feed's inventories; a bad or hostile feed is a usage error (exit 2)."""
+def _read_feed(paths: list[str], *, complete: bool = False) -> Feed:
+    """The feed in ``paths`` (one file, or every shard of one feed); a bad, hostile or
+    incomplete one is a usage error (exit 2)."""
     try:
-        return read_feed(path)
+        feed = combine_shards([(path, read_feed(path)) for path in paths])
+        if complete:
+            check_complete(feed, " ".join(paths))
     except FeedError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
+    return feed
 
 
-def _load_feed(
-    broker: LeaseBroker,
-    inventories: dict[str, list[InventorySlot]],
-    path: str,
-    *,
-    complete: bool = False,
-) -> int:
+def _load_feed(broker: LeaseBroker, inventories: Feed, path: str, *, complete: bool = False) -> int:
     """Replace each merchant's inventory with its slots in the feed; returns the slot count.
 
     ``complete``: the feed lists every merchant, so any other merchant the broker
-    knows is left offering nothing.
+    knows is left offering nothing. A feed older than the newest loaded is refused.
     """
+    meta = inventories.metadata
     try:
-        if complete:
-            total, withdrawn = broker.replace_all_inventories(inventories)
-            for merchant_id in withdrawn:
-                log.info(
-                    "merchant %r is not in the complete feed: it offers nothing now", merchant_id
-                )
-        else:
-            total = sum(broker.replace_inventory(m, s) for m, s in inventories.items())
+        total, withdrawn = broker.load_inventories(
+            inventories,
+            complete=complete,
+            generation=meta.generation_timestamp,
+            nonce=meta.nonce,
+        )
+        for merchant_id in withdrawn:
+            log.info("merchant %r is not in the complete feed: it offers nothing now", merchant_id)
     except BrokerError as exc:
         if exc.reason is Reason.STORE_UNAVAILABLE:
             raise unreachable("the lease store", exc) from exc
@@ -94,7 +92,7 @@ def serve(args: argparse.Namespace) -> int:
             tls.credentials()  # read the files now: a bad one is a usage error, not a crash
     except TlsError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
-    inventories = _read_feed(args.inventory) if args.inventory else None
+    inventories = _read_feed([args.inventory]) if args.inventory else None
     # One connection per handler thread, plus a few spare, so bursts never wait on the pool.
     admin_workers = ADMIN_WORKERS if admin_enabled else 0
     # Listen first, not ready: health answers (liveness SERVING) while Redis does not
@@ -113,6 +111,8 @@ def serve(args: argparse.Namespace) -> int:
             )
         except (OSError, RuntimeError) as exc:
             running.stop(grace=None)
+            where = f"{args.admin_host}:{args.admin_port}"
+            raise CliError(f"cannot listen on {where} (admin): {exc}", EXIT_USAGE) from exc
     log.info(
         "bound %s:%d%s; not ready (health NOT_SERVING) until the store answers",
         args.host,
@@ -142,8 +142,6 @@ def serve(args: argparse.Namespace) -> int:
     for each in (running, *admin):
         each.set_serving(True)
     config = broker.config
-            where = f"{args.admin_host}:{args.admin_port}"
-            raise CliError(f"cannot listen on {where} (admin): {exc}", EXIT_USAGE) from exc
     telemetry.watch_store(store.client)
     if store.embedded:
         log.warning("no --redis-url given: using the %s", store.description)
@@ -195,10 +193,10 @@ def load_inventory(args: argparse.Namespace) -> int:
         )
     config_from_args(args)
     # Parse (once) before connecting: a bad feed is reported without touching the store.
-    inventories = _read_feed(args.feed)
+    inventories = _read_feed(args.feed, complete=args.complete)
     store, broker = open_broker(args, pool_size=2)
     try:
-        _load_feed(broker, inventories, args.feed, complete=args.complete)
+        _load_feed(broker, inventories, " ".join(args.feed), complete=args.complete)
     finally:
         store.close()
     return EXIT_OK
