@@ -8,9 +8,13 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Append one event to a merchant's capped stream. fields: flat list name, value, ...
-local function emit(stream, maxlen, kind, fields)
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'type', kind, unpack(fields))
+-- Append one event to a merchant's stream, trimming (approximately: whole macro nodes)
+-- the entries older than retention ms, so a stream is bounded by time, not by a
+-- count that would hold days of a quiet merchant and minutes of a busy one.
+-- fields: flat list name, value, ...
+local function emit(stream, retention, kind, fields)
+  local oldest = math.max(0, now_ms() - tonumber(retention))
+  redis.call('XADD', stream, 'MINID', '~', oldest, '*', 'type', kind, unpack(fields))
 end
 
 -- Keep an occupancy ZSET alive exactly as long as its longest-lived member.

@@ -3,7 +3,7 @@
 -- KEYS[1]  inventory   HASH    slot field -> capacity, and one marker field per service
 -- KEYS[2]  events      STREAM  the merchant's event stream
 --
--- ARGV[1]  event stream max length (approximate)
+-- ARGV[1]  event retention, ms: older entries are trimmed (approximately)
 -- ARGV[2]  the "nothing offered" marker field, written when no slot is given
 -- ARGV[3]  n, the number of slots
 -- ARGV[4..3+2n]  pairs: slot field, capacity, slot field, capacity, ... (may be none)

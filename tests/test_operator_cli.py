@@ -750,7 +750,7 @@ def test_keys_prints_the_layout_with_example_names(run, key_prefix):
     types = words("zset hash hash hash hash zset stream hash zset set")
     assert [row["TYPE"] for row in rows.values()] == types
     assert all(row["HOLDS"] != "-" and row["TTL"] != "-" for row in rows.values())
-    assert rows["events"]["TTL"] == "none; capped at about 10000 entries"
+    assert rows["events"]["TTL"] == "none; entries older than 1h are trimmed at each append"
 
     data = run("keys", "--json").json()
     assert (data["prefix"], data["merchant_id"]) == (key_prefix, "merchant-1")

@@ -40,6 +40,7 @@ CONFIG_OPTIONS = {
     "default_hold": "default_hold_ms",
     "max_hold": "max_hold_ms",
     "record_retention": "record_retention_ms",
+    "events_retention": "events_retention_ms",
     "key_prefix": "key_prefix",
 }
 

@@ -17,7 +17,7 @@ _SAMPLE_TOKEN = "<token>"  # 22 URL-safe base64 characters in a real key
 _SAMPLE_REFERENCE = "ref-1"
 
 # (kind, Redis type, what it holds, TTL rule); examples are built by KeyBuilder below,
-# ``{maxlen}`` is the configured stream cap.
+# ``{retention}`` is the configured event retention.
 KEY_KINDS: tuple[tuple[str, str, str, str], ...] = (
     ("slot", "zset", "lease and booking ids holding one slot, scored by expiry ms "
      "(bookings: +inf)", "expires with its longest hold; none while it holds a booking"),
@@ -31,7 +31,7 @@ KEY_KINDS: tuple[tuple[str, str, str, str], ...] = (
     ("leases", "zset", "lease ids not yet swept, scored by expiry ms",
      "none; entries leave on release, booking or sweep"),
     ("events", "stream", "the merchant's state changes (lease.*, booking.*, inventory.*)",
-     "none; capped at about {maxlen} entries"),
+     "none; entries older than {retention} are trimmed at each append"),
     ("booking", "hash", "one booking record: status, slot, lease, client information",
      "none; kept until an operator removes it"),
     ("bookings", "zset", "booking ids scored by slot start ms", "none"),
@@ -65,7 +65,7 @@ def key_layout(session: Session) -> int:
             "type": kind_type,
             "example": examples[kind],
             "holds": holds,
-            "ttl": ttl.format(maxlen=session.config.events_maxlen),
+            "ttl": ttl.format(retention=human_ms(session.config.events_retention_ms)),
         }
         for kind, kind_type, holds, ttl in KEY_KINDS
     ]

@@ -259,6 +259,8 @@ BROKER_OPTIONS: tuple[tuple[str, str, Any, str, str], ...] = (
      "longest lease granted; longer requests and extensions are capped (e.g. 30m)"),
     ("--record-retention", "RECORD_RETENTION", duration_arg, "record_retention_ms",
      "how long ended lease records stay readable (inspection, retries; at least 1m)"),
+    ("--events-retention", "EVENTS_RETENTION", duration_arg, "events_retention_ms",
+     "how long each merchant's event stream keeps an event (at least 1s)"),
 )  # fmt: skip
 
 

@@ -130,7 +130,7 @@ class BookingOps(BrokerCore):
                 self.config.default_capacity,
                 "" if fence is None else fence,
                 self.config.record_retention_ms,
-                self.config.events_maxlen,
+                self.config.events_retention_ms,
                 slot.start_ns,
                 slot.duration_ns,
                 self._deadline_arg(),
@@ -217,7 +217,7 @@ class BookingOps(BrokerCore):
             return self._call(
                 "cancel_booking",
                 [key, record["slot"].decode(), self.keys.events(parsed.merchant_id)],
-                [booking_id, self.config.events_maxlen, self._deadline_arg()],
+                [booking_id, self.config.events_retention_ms, self._deadline_arg()],
             )
 
         outcome = self._until_settled(attempt)
@@ -267,7 +267,7 @@ class BookingOps(BrokerCore):
                     target.start_ns,
                     target.duration_ns,
                     self.config.default_capacity,
-                    self.config.events_maxlen,
+                    self.config.events_retention_ms,
                     self._deadline_arg(),
                 ],
             )

@@ -33,7 +33,7 @@ class InventoryOps(BrokerCore):
         for item in slots:
             raise_if_invalid(_capacity_violations(item.slot, item.capacity))
         self.register_merchant(merchant_id)
-        args: list[str | int] = [self.config.events_maxlen, NOTHING_OFFERED_FIELD, len(slots)]
+        args: list[str | int] = [self.config.events_retention_ms, NOTHING_OFFERED_FIELD, len(slots)]
         for item in slots:
             args += [item.slot.field(), item.capacity]
         args += sorted({service_field(item.slot.service_id) for item in slots})
@@ -97,7 +97,12 @@ class InventoryOps(BrokerCore):
         reply = self._call(
             "set_capacity",
             [self.keys.inventory(slot.merchant_id), self.keys.events(slot.merchant_id)],
-            [slot.field(), capacity, self.config.events_maxlen, service_field(slot.service_id)],
+            [
+                slot.field(),
+                capacity,
+                self.config.events_retention_ms,
+                service_field(slot.service_id),
+            ],
         )
         previous = int(reply[1])
         return None if previous < 0 else previous

@@ -160,7 +160,7 @@ class LeaseOps(BrokerCore):
             self.config.max_hold_ms,
             _lease_data(request),
             self.config.record_retention_ms,
-            self.config.events_maxlen,
+            self.config.events_retention_ms,
             self._deadline_arg(),
             service_field(slot.service_id),
             NOTHING_OFFERED_FIELD,
@@ -258,7 +258,7 @@ class LeaseOps(BrokerCore):
         reply = self._call(
             "release_lease",
             keys,
-            [lease_id, self.config.record_retention_ms, self.config.events_maxlen],
+            [lease_id, self.config.record_retention_ms, self.config.events_retention_ms],
         )
         outcome = Outcome(int(reply[0]))
         if outcome not in (Outcome.OK, Outcome.UNCHANGED):
@@ -285,7 +285,7 @@ class LeaseOps(BrokerCore):
                 self.config.max_hold_ms,
                 "" if expected_fence is None else expected_fence,
                 self.config.record_retention_ms,
-                self.config.events_maxlen,
+                self.config.events_retention_ms,
             ],
         )
         outcome = Outcome(int(reply[0]))
@@ -323,7 +323,7 @@ class LeaseOps(BrokerCore):
             reply = self._call(
                 "sweep_lease",
                 [index, key, slot_key, self.keys.events(merchant_id)],
-                [lease_id, self.config.events_maxlen],
+                [lease_id, self.config.events_retention_ms],
             )
             expired += Outcome(int(reply[0])) is Outcome.OK
         return expired, lateness_ms

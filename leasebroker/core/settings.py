@@ -12,7 +12,8 @@ from leasebroker.core.validation import MAX_CAPACITY, is_int
 MIN_RETENTION_MS = MS_PER_MINUTE
 # The longest hold or retention: ten years is far past any booking's horizon.
 MAX_DURATION_MS = 3_660 * MS_PER_DAY
-MAX_EVENTS_MAXLEN = 10**9
+# Event streams keep at least this much history (a follower may lag a little).
+MIN_EVENTS_RETENTION_MS = 1_000
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,8 @@ class BrokerConfig:
     key_prefix: first component of every Redis key.
     record_retention_ms: how long a lease record stays readable after the lease
         ended (for inspection, retries and the expiry sweeper).
-    events_maxlen: approximate length each merchant's event stream is capped at.
+    events_retention_ms: how long each merchant's event stream keeps an entry (trimmed
+        by age, approximately, on every append).
     """
 
     default_capacity: int = 1
@@ -34,7 +36,7 @@ class BrokerConfig:
     max_hold_ms: int = 30 * MS_PER_MINUTE
     key_prefix: str = DEFAULT_PREFIX
     record_retention_ms: int = 24 * MS_PER_HOUR
-    events_maxlen: int = 10_000
+    events_retention_ms: int = MS_PER_HOUR
 
     def __post_init__(self) -> None:
         # Every value goes into scripts as a number: whole numbers only, in range, so
@@ -44,7 +46,7 @@ class BrokerConfig:
             ("default_hold_ms", 1, MAX_DURATION_MS),
             ("max_hold_ms", 1, MAX_DURATION_MS),
             ("record_retention_ms", MIN_RETENTION_MS, MAX_DURATION_MS),
-            ("events_maxlen", 1, MAX_EVENTS_MAXLEN),
+            ("events_retention_ms", MIN_EVENTS_RETENTION_MS, MAX_DURATION_MS),
         ):
             value = getattr(self, name)
             if not is_int(value):

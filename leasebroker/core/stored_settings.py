@@ -25,7 +25,7 @@ DECIDING_FIELDS = (
     "default_hold_ms",
     "max_hold_ms",
     "record_retention_ms",
-    "events_maxlen",
+    "events_retention_ms",
 )
 
 
@@ -54,6 +54,8 @@ class SettingsOps(BrokerCore):
             return None
         try:
             values = json.loads(raw)
+            # Stored by an earlier version, when streams were capped by length.
+            values.pop("events_maxlen", None)
             unknown = set(values) - set(DECIDING_FIELDS)
             if unknown:
                 raise ValueError(f"unknown settings {sorted(unknown)}")
