@@ -9,6 +9,7 @@ hold msgpack.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,8 @@ def check_url(url: str) -> str:
             parts.port  # noqa: B018  (raises ValueError for a port out of range)
             if not parts.hostname:
                 raise ValueError(f"{safe_url(url)!r} names no host")
+            if not re.fullmatch(r"/?[0-9]*", parts.path):
+                raise ValueError(f"{safe_url(url)!r}: the path must be a database number")
     return url
 
 
