@@ -218,3 +218,11 @@ def test_malformed_redis_urls_are_usage_errors(url: str) -> None:
     result = run_cli(["slots", "--merchant", "m", "--redis-url", url])
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_documented_acl_rule_is_the_code_s() -> None:
+    from leasebroker.core.permissions import acl_rule
+
+    doc = (Path(__file__).resolve().parent.parent / "docs/operations.md").read_text()
+    section = doc.split("## A Redis user for leasebroker", 1)[1].split("\n## ", 1)[0]
+    assert "\n" + acl_rule("lb") + "\n" in section
