@@ -385,7 +385,9 @@ def test_every_script_of_the_lifecycle_stays_in_one_cluster_slot(
     broker = make_broker(default_capacity=3)
     merchants = ["{", "}{", "a{b}c", "%7B", "😀"]
     for m in merchants:
-        soon_ms = clock.now_ms() + 400
+        # Margins wide enough for a loaded machine: the slot starts in 2 s, the short
+        # leases expire 1 s before it.
+        soon_ms = clock.now_ms() + 2_000
         later = slot(merchant_id=m, service_id="s{1}", staff_id="}x")
         other = slot(merchant_id=m, service_id="s{1}", staff_id="}x", start_ns=later.start_ns + 1)
         soon = slot(merchant_id=m, start_ns=soon_ms * NS_PER_MS)
@@ -399,8 +401,8 @@ def test_every_script_of_the_lifecycle_stays_in_one_cluster_slot(
         booked = book(broker, lease(later, "c")).booking_id
         broker.reschedule_booking(booked, other.start_ns, None)
         broker.cancel_booking(booked)
-        lease(later, "swept", soon_ms - 200)
-        gone_lease = lease(later, "gone", soon_ms - 200)
+        lease(later, "swept", soon_ms - 1_000)
+        gone_lease = lease(later, "gone", soon_ms - 1_000)
         redis_client.delete(broker.keys.lease(m, gone_lease.rsplit(".", 1)[1]))
         book(broker, lease(soon, "past"))
         gone_booking = book(broker, lease(soon, "past-gone")).booking_id
