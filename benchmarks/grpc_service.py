@@ -1,0 +1,131 @@
+"""The gRPC measurements: the no-op handler vs CreateLease, CreateBooking and
+UpdateBooking (cancel) through a real `leasebroker serve`, closed loop at each
+concurrency; then p99 latency, paced at half of the maximum CreateLease rate, against
+the no-op's p99 at the same rate. The client is one spawned process; each server is its
+own process, and its CPU per call comes from /proc."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+from benchmarks.grpc_load import LoadClient, LoadResult, LoadSpec
+from benchmarks.procs import Proc, delete_prefix, start_noop, start_serve, unique_prefix
+from benchmarks.table import Row
+
+RUN_SPACING_NS = 100 * 24 * 3600 * 10**9  # each run's slots start 100 days after the last
+TARGETS = {"CreateLease": 0.7, "CreateBooking": 0.6, "UpdateBooking": 0.6}
+LABELS = {
+    "CreateLease": "CreateLease",
+    "CreateBooking": "CreateBooking",
+    "UpdateBooking": "UpdateBooking (cancel)",
+}
+
+
+def _detail(result: LoadResult, cpu_us: float) -> str:
+    errors = sum(result.errors.values())
+    text = f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms"
+    text += f", CPU per call: server {cpu_us:,.0f} us"
+    text += f", client {result.client_cpu_s * 1e6 / max(1, result.calls):,.0f} us"
+    text += f"; {result.calls:,} calls"
+    if errors:
+        text += f", {errors} errors {result.errors}"
+    return text
+
+
+def grpc_section(
+    p: Any, url: str, client: Any, rows: list[Row], data: dict, workers: int, serve_args: list
+) -> None:
+    prefix = unique_prefix("grpc")
+    base = time.time_ns() + 24 * 3600 * 10**9
+    runs = itertools.count()
+    procs: list[Proc] = []
+    load = None
+    try:
+        procs.append(noop := start_noop(workers))
+        procs.append(serve := start_serve(url, prefix, workers, serve_args))
+        load = LoadClient()
+        targets = {noop: f"127.0.0.1:{noop.port}", serve: f"127.0.0.1:{serve.port}"}
+
+        def measure(proc: Proc, method: str, **options: Any) -> tuple[LoadResult, float]:
+            n = next(runs)
+            spec = LoadSpec(targets[proc], method, f"{prefix}-{n}", base + n * RUN_SPACING_NS)
+            for name, value in options.items():
+                setattr(spec, name, value)
+            cpu = proc.cpu_seconds()
+            result = load.run(spec)
+            cpu_us = (proc.cpu_seconds() - cpu) * 1e6 / max(1, result.all_calls)
+            return result, cpu_us
+
+        out: dict = {}
+        best = 0.0
+        for conc in p.concurrency:
+            common = {"concurrency": conc, "duration_s": p.load_s}
+            noop_r, noop_cpu = measure(noop, "CreateLease", **common)
+            rows.append(
+                Row(
+                    f"no-op handler, {conc} in flight",
+                    f"{noop_r.rps:,.0f} req/s",
+                    1.0,
+                    "x no-op",
+                    detail=_detail(noop_r, noop_cpu),
+                )
+            )
+            out[f"noop@{conc}"] = _summary(noop_r, noop_cpu)
+            inputs: list[str] = []
+            for method in ("CreateLease", "CreateBooking", "UpdateBooking"):
+                result, cpu_us = measure(serve, method, inputs=inputs, **common)
+                inputs = result.ids
+                ratio = result.rps / noop_r.rps
+                if method == "CreateLease":
+                    best = max(best, result.rps)
+                rows.append(
+                    Row(
+                        f"serve {LABELS[method]}, {conc} in flight",
+                        f"{result.rps:,.0f} req/s",
+                        ratio,
+                        "x no-op",
+                        f">= {TARGETS[method]}x",
+                        ratio >= TARGETS[method],
+                        _detail(result, cpu_us),
+                    )
+                )
+                out[f"{method}@{conc}"] = _summary(result, cpu_us)
+        rate = best / 2
+        paced = {"rate": rate, "duration_s": p.latency_s}
+        noop_r, noop_cpu = measure(noop, "CreateLease", **paced)
+        lease_r, lease_cpu = measure(serve, "CreateLease", **paced)
+        ratio = lease_r.p99_ms / noop_r.p99_ms
+        rows.append(
+            Row(
+                f"p99 at half max load ({rate:,.0f} CreateLease/s, paced)",
+                f"{lease_r.p99_ms:.1f} ms",
+                ratio,
+                f"x no-op ({noop_r.p99_ms:.1f} ms)",
+                "<= 2x",
+                ratio <= 2,
+                f"serve {_detail(lease_r, lease_cpu)}; no-op {_detail(noop_r, noop_cpu)}",
+            )
+        )
+        out["paced_rate"] = rate
+        out["paced_noop"] = _summary(noop_r, noop_cpu)
+        out["paced_CreateLease"] = _summary(lease_r, lease_cpu)
+        data["grpc"] = out
+    finally:
+        if load is not None:
+            load.close()
+        for proc in procs:
+            proc.stop()
+        delete_prefix(client, prefix)
+
+
+def _summary(result: LoadResult, cpu_us: float) -> dict:
+    return {
+        "rps": round(result.rps, 1),
+        "calls": result.calls,
+        "p50_ms": round(result.p50_ms, 2),
+        "p99_ms": round(result.p99_ms, 2),
+        "errors": result.errors,
+        "server_cpu_us_per_call": round(cpu_us, 1),
+    }

@@ -1,0 +1,80 @@
+"""Redis memory per live lease: ``used_memory`` before and after granting ``leases``
+leases (each a fresh slot, spread over merchants of 1,000 leases each), with every
+structure the broker writes counted: records, client references, slot sets, the lease
+index, fences, the event stream and the merchant registry.
+
+``used_memory`` is the whole server's: on a shared Redis, other clients' writes during
+the run count too. The breakdown by key kind comes from MEMORY USAGE on one merchant.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+LEASES_PER_MERCHANT = 1000
+SLOT_STEP_NS = 60 * 10**9
+
+
+@dataclass
+class MemoryResult:
+    leases: int
+    merchants: int
+    bytes_per_lease: float
+    by_kind: dict[str, float]  # bytes per lease, per key kind, from one merchant
+
+
+def _used_memory(client: Any) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def _breakdown(client: Any, prefix: str, merchant: str, leases: int) -> dict[str, float]:
+    sizes: Counter[str] = Counter()
+    keys = list(client.scan_iter(match=f"{prefix}:{{{merchant}}}:*", count=1000))
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.memory_usage(key, samples=0)
+        usages = pipe.execute()
+    for key, usage in zip(keys, usages, strict=True):
+        kind = key.decode().split("}:", 1)[1].split(":", 1)[0]
+        sizes[kind] += usage or 0
+    return {kind: round(size / leases, 1) for kind, size in sorted(sizes.items())}
+
+
+def bytes_per_lease(url: str, prefix: str, leases: int, threads: int = 16) -> MemoryResult:
+    from leasebroker.core.broker import LeaseBroker
+    from leasebroker.core.keys import SlotId
+    from leasebroker.core.model import LeaseRequest
+    from leasebroker.core.settings import BrokerConfig
+    from leasebroker.core.store import connect
+
+    merchants = max(1, leases // LEASES_PER_MERCHANT)
+    store = connect(url, pool_size=threads + 4)
+    try:
+        client = store.client
+        broker = LeaseBroker(client, BrokerConfig(key_prefix=prefix))
+        base = time.time_ns() + 24 * 3600 * 10**9
+        counter = itertools.count()
+        before = _used_memory(client)
+
+        def work() -> None:
+            while (i := next(counter)) < leases:
+                merchant = f"m{i % merchants}"
+                slot = SlotId(merchant, "svc", base + i * SLOT_STEP_NS, 1800 * 10**9)
+                broker.create_lease(LeaseRequest(slot, f"ref-{i}"))
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for each in workers:
+            each.start()
+        for each in workers:
+            each.join()
+        after = _used_memory(client)
+        per_merchant = len(range(0, leases, merchants))
+        by_kind = _breakdown(client, prefix, "m0", per_merchant)
+        return MemoryResult(leases, merchants, (after - before) / leases, by_kind)
+    finally:
+        store.close()

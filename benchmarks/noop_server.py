@@ -1,0 +1,98 @@
+"""The no-op baseline: the v0 BookingService on the same server stack as `serve` (a sync
+``grpc.server`` with the same number of handler threads), answering every call with a
+canned reply without touching Redis.
+
+    python benchmarks/noop_server.py --port 0 --workers 32
+
+Prints ``listening on HOST:PORT`` on stderr, as `serve` does, and runs until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from concurrent import futures
+
+import grpc
+
+from leasebroker.api.v0 import booking_service_pb2 as pb
+from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
+
+
+def _canned_lease() -> pb.Lease:
+    lease = pb.Lease(
+        lease_id="l.bm9vcA.AAAAAAAAAAAAAAAAAAAAAA",
+        merchant_id="m0",
+        service_id="svc",
+        client_reference="noop",
+    )
+    lease.start_time.FromSeconds(1_800_000_000)
+    lease.duration.FromSeconds(1800)
+    lease.lease_expiration_time.FromSeconds(1_800_000_000)
+    return lease
+
+
+def _canned_booking(status: int) -> pb.Booking:
+    booking = pb.Booking(
+        booking_id="b.bm9vcA.AAAAAAAAAAAAAAAAAAAAAA",
+        merchant_id="m0",
+        service_id="svc",
+        status=status,
+        client_information=pb.ClientInformation(given_name="Ada", telephone="+44 20 7946 0000"),
+    )
+    booking.start_time.FromSeconds(1_800_000_000)
+    booking.duration.FromSeconds(1800)
+    return booking
+
+
+LEASE_REPLY = pb.CreateLeaseResponse(lease=_canned_lease())
+BOOKING_REPLY = pb.CreateBookingResponse(booking=_canned_booking(pb.CONFIRMED))
+UPDATE_REPLY = pb.UpdateBookingResponse(booking=_canned_booking(pb.CANCELED))
+
+
+class NoopBookingService(pb_grpc.BookingServiceServicer):
+    """Canned replies: what the server stack costs with no broker behind it."""
+
+    def CreateLease(self, request, context):
+        return LEASE_REPLY
+
+    def CreateBooking(self, request, context):
+        return BOOKING_REPLY
+
+    def UpdateBooking(self, request, context):
+        return UPDATE_REPLY
+
+
+def start(host: str, port: int, workers: int) -> tuple[grpc.Server, int]:
+    """Start the no-op server the way wire/server.py starts the real one."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
+        options=[("grpc.so_reuseport", 0)],
+    )
+    pb_grpc.add_BookingServiceServicer_to_server(NoopBookingService(), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"could not bind {host}:{port}")
+    server.start()
+    return server, bound
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="no-op BookingService for benchmarks")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=32)
+    args = parser.parse_args()
+    server, port = start(args.host, args.port, args.workers)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"listening on {args.host}:{port} (no-op)", file=sys.stderr, flush=True)
+    stop.wait()
+    server.stop(None).wait()
+
+
+if __name__ == "__main__":
+    main()

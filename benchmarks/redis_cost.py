@@ -1,0 +1,151 @@
+"""What a hold costs Redis, and how close the library gets to Redis's own throughput.
+
+- the minimal hold script (TIME, ZREMRANGEBYSCORE, ZCARD, ZADD, HSET, two PEXPIREATs)
+  under ``redis-benchmark -P 16`` (EVALSHA after SCRIPT LOAD): requests/s and Redis CPU
+  per call;
+- ``LeaseBroker.create_lease`` from many threads (the library path): requests/s and the
+  create_lease script's Redis CPU per call.
+
+Redis CPU per call is ``usec`` / ``calls`` of ``cmdstat_evalsha`` (INFO commandstats),
+as deltas around each run: on a shared Redis, other clients' EVALSHAs would count too.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+MINIMAL_HOLD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+local expires = now + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], expires, ARGV[3])
+redis.call('HSET', KEYS[2], 'slot', KEYS[1], 'expires', expires)
+redis.call('PEXPIREAT', KEYS[1], expires)
+redis.call('PEXPIREAT', KEYS[2], expires)
+return 1
+"""
+SLOT_STEP_NS = 60 * 10**9
+
+
+@dataclass
+class Throughput:
+    calls: int
+    seconds: float
+    rps: float
+    usec_per_call: float  # Redis CPU per EVALSHA, from INFO commandstats
+
+
+def evalsha_stats(client: Any) -> tuple[int, float]:
+    """(calls, usec) of EVALSHA and EVAL together, from INFO commandstats."""
+    stats = client.info("commandstats")
+    calls = usec = 0
+    for name in ("cmdstat_evalsha", "cmdstat_eval"):
+        calls += stats.get(name, {}).get("calls", 0)
+        usec += stats.get(name, {}).get("usec", 0)
+    return calls, usec
+
+
+def _per_call(before: tuple[int, float], after: tuple[int, float]) -> float:
+    calls = after[0] - before[0]
+    return (after[1] - before[1]) / calls if calls else float("nan")
+
+
+def redis_benchmark(client: Any, url: str, prefix: str, requests: int) -> Throughput:
+    """The minimal hold script under redis-benchmark -P 16 (16 connections)."""
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        raise RuntimeError("redis-benchmark not found (Debian: apt-get install redis-tools)")
+    sha = client.script_load(MINIMAL_HOLD)
+    parts = urlsplit(url)
+    db = (parts.path or "/0").strip("/") or "0"
+    cmd = [binary, "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 6379)]
+    if parts.password:
+        cmd += ["-a", parts.password]
+        if parts.username:
+            cmd += ["--user", parts.username]
+    cmd += ["--dbnum", db, "-c", "16", "-P", "16", "-n", str(requests), "-r", "100000000"]
+    cmd += ["--csv", "EVALSHA", sha, "2", f"{prefix}:slot:__rand_int__"]
+    cmd += [f"{prefix}:hold:__rand_int__", "1000000", "120000", "__rand_int__"]
+    before = evalsha_stats(client)
+    started = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
+    seconds = time.perf_counter() - started
+    after = evalsha_stats(client)
+    rows = [row for row in csv.reader(io.StringIO(out)) if row and row[0] != "test"]
+    rps = float(rows[-1][1])
+    return Throughput(after[0] - before[0], seconds, rps, _per_call(before, after))
+
+
+def _threaded(call: Callable[[int], None], client: Any, threads: int, seconds: float) -> Throughput:
+    """``call(i)`` from ``threads`` threads for ``seconds`` (after a short warm-up)."""
+    counter = itertools.count()
+
+    def work(until: float, done: list[int]) -> None:
+        while time.perf_counter() < until:
+            call(next(counter))
+            done.append(1)
+
+    def run(seconds: float) -> tuple[int, float]:
+        done: list[int] = []
+        until = time.perf_counter() + seconds
+        workers = [threading.Thread(target=work, args=(until, done)) for _ in range(threads)]
+        started = time.perf_counter()
+        for each in workers:
+            each.start()
+        for each in workers:
+            each.join()
+        return len(done), time.perf_counter() - started
+
+    run(min(0.5, seconds))  # warm up: connections, scripts loaded
+    before = evalsha_stats(client)
+    calls, elapsed = run(seconds)
+    after = evalsha_stats(client)
+    return Throughput(calls, elapsed, calls / elapsed, _per_call(before, after))
+
+
+def library(
+    url: str, prefix: str, threads: int, duration_s: float
+) -> tuple[Throughput, Throughput]:
+    """``LeaseBroker.create_lease`` from ``threads`` threads, each call a fresh slot; then
+    the minimal script from as many threads through redis-py (the same client-side load
+    on the machine, so the two scripts' Redis CPU per call compare like for like)."""
+    from leasebroker.core.broker import LeaseBroker
+    from leasebroker.core.keys import SlotId
+    from leasebroker.core.model import LeaseRequest
+    from leasebroker.core.settings import BrokerConfig
+    from leasebroker.core.store import connect
+
+    store = connect(url, pool_size=threads + 4)
+    try:
+        broker = LeaseBroker(store.client, BrokerConfig(key_prefix=prefix))
+        base = time.time_ns() + 24 * 3600 * 10**9
+
+        def create(i: int) -> None:
+            slot = SlotId(f"m{i % 16}", "svc", base + i * SLOT_STEP_NS, 1800 * 10**9)
+            broker.create_lease(LeaseRequest(slot, f"ref-{i}"))
+
+        created = _threaded(create, store.client, threads, duration_s)
+        minimal = store.client.register_script(MINIMAL_HOLD)
+
+        def hold(i: int) -> None:
+            keys = [f"{prefix}:slot:{i}", f"{prefix}:hold:{i}"]
+            minimal(keys=keys, args=[1_000_000, 120_000, i])
+
+        held = _threaded(hold, store.client, threads, duration_s)
+        return created, held
+    finally:
+        store.close()

@@ -1,0 +1,226 @@
+"""leasebroker's benchmarks in one run: every number is a ratio to a baseline measured
+in the same run on the same machine (issue 8's targets). Not a test.
+
+    python3 benchmarks/run.py                  # full run, a private redis-server (< ~6 min)
+    python3 benchmarks/run.py --quick          # smaller and shorter (< 90 s)
+    python3 benchmarks/run.py --redis-url redis://127.0.0.1:6379/15 --json out.json
+
+Without --redis-url it starts its own redis-server on a free loopback port, so no other
+client disturbs INFO commandstats or used_memory; with --redis-url it works under unique
+key prefixes (deleted afterwards) and never flushes anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` and the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import idle, memory, redis_cost
+from benchmarks.grpc_service import grpc_section
+from benchmarks.procs import delete_prefix, start_private_redis, unique_prefix
+from benchmarks.table import Row, render
+
+WORKERS = 32  # serve's default --workers; the no-op server gets the same
+
+
+@dataclass(frozen=True)
+class Profile:
+    load_s: float  # each closed-loop gRPC load
+    concurrency: tuple[int, ...]
+    latency_s: float  # each paced load at half the maximum
+    rb_requests: int  # redis-benchmark -n
+    library_s: float
+    leases: int  # for bytes per lease
+    idle_merchants: int
+    idle_s: float
+    settle_s: float  # an idle serve's start-up left out of the window
+
+
+PROFILES = {
+    "full": Profile(5.0, (16, 128), 8.0, 300_000, 5.0, 100_000, 10_000, 10.0, 3.0),
+    "quick": Profile(1.5, (16, 128), 3.0, 50_000, 2.0, 10_000, 10_000, 3.0, 2.0),
+    # The smoke test's: every measurement runs, none means anything.
+    "smoke": Profile(0.3, (16,), 0.5, 2_000, 0.3, 300, 50, 0.5, 0.3),
+}
+SECTIONS = ("grpc", "redis", "memory", "idle")
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "python": platform.python_version(),
+    }
+
+
+def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> None:
+    rb_prefix, lib_prefix = unique_prefix("rb"), unique_prefix("lib")
+    try:
+        rb = redis_cost.redis_benchmark(client, url, rb_prefix, p.rb_requests)
+        lib, minimal = redis_cost.library(url, lib_prefix, WORKERS, p.library_s)
+    finally:
+        delete_prefix(client, rb_prefix)
+        delete_prefix(client, lib_prefix)
+    data["redis"] = {
+        "minimal_redis_benchmark": asdict(rb),
+        "library_create_lease": asdict(lib),
+        "minimal_from_threads": asdict(minimal),
+    }
+    rows.append(
+        Row(
+            "minimal hold script, redis-benchmark -P 16",
+            f"{rb.rps:,.0f} req/s",
+            detail=f"Redis CPU {rb.usec_per_call:.1f} us/call (INFO commandstats)",
+        )
+    )
+    rows.append(
+        Row(
+            f"library create_lease, {WORKERS} threads",
+            f"{lib.rps:,.0f} req/s",
+            lib.rps / rb.rps,
+            "x redis-benchmark",
+            ">= 0.3x",
+            lib.rps / rb.rps >= 0.3,
+        )
+    )
+    ratio = lib.usec_per_call / minimal.usec_per_call
+    rows.append(
+        Row(
+            "create_lease script, Redis CPU per call",
+            f"{lib.usec_per_call:.1f} us",
+            ratio,
+            f"x minimal ({minimal.usec_per_call:.1f} us)",
+            "<= 2x",
+            ratio <= 2,
+            f"both driven from {WORKERS} Python threads; the minimal script under"
+            f" redis-benchmark: {rb.usec_per_call:.1f} us, so"
+            f" {lib.usec_per_call / rb.usec_per_call:.2f}x that",
+        )
+    )
+
+
+def memory_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> None:
+    prefix = unique_prefix("mem")
+    try:
+        result = memory.bytes_per_lease(url, prefix, p.leases)
+    finally:
+        delete_prefix(client, prefix)
+    data["memory"] = asdict(result)
+    kinds = ", ".join(f"{k} {v:.0f}" for k, v in result.by_kind.items())
+    rows.append(
+        Row(
+            f"Redis memory per live lease ({result.leases:,} leases)",
+            f"{result.bytes_per_lease:,.0f} B",
+            target="<= 600 B",
+            met=result.bytes_per_lease <= 600,
+            detail=f"by key kind (B/lease): {kinds}",
+        )
+    )
+
+
+def idle_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> None:
+    prefix = unique_prefix("idle")
+    try:
+        result = idle.idle_serve(url, prefix, p.idle_merchants, p.idle_s, p.settle_s, WORKERS)
+    finally:
+        delete_prefix(client, prefix)
+    data["idle"] = asdict(result)
+    where = f"idle serve, {result.merchants:,} merchants"
+    rows.append(
+        Row(
+            f"{where}: serve CPU",
+            f"{result.serve_cores:.3f} core",
+            target="< 0.02 core",
+            met=result.serve_cores < 0.02,
+            detail=f"Redis's own CPU {result.redis_cores:.3f} core",
+        )
+    )
+    rows.append(
+        Row(
+            f"{where}: Redis commands",
+            f"{result.redis_calls_per_s:,.0f} /s",
+            target="< 50 /s",
+            met=result.redis_calls_per_s < 50,
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller, < 90 s")
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--redis-url", help="default: a private redis-server on loopback")
+    parser.add_argument(
+        "--json", metavar="FILE", help="also write the results as JSON ('-': stdout)"
+    )
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="run only these")
+    parser.add_argument(
+        "--serve-arg", action="append", default=[], help="extra `serve` option (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    profile_name = "smoke" if args.smoke else "quick" if args.quick else "full"
+    p = PROFILES[profile_name]
+    sections = args.only or list(SECTIONS)
+
+    import redis  # a benchmark may talk to Redis directly (cleanup, INFO)
+
+    private = None
+    url = args.redis_url
+    if url is None:
+        private, url = start_private_redis()
+    client = redis.Redis.from_url(url, protocol=2)
+    info = {**machine(), "redis": client.info("server")["redis_version"], "profile": profile_name}
+    data: dict = {"machine": info, "redis_url": "private" if private else url}
+    rows: list[Row] = []
+    started = time.monotonic()
+    try:
+        if "grpc" in sections:
+            grpc_section(p, url, client, rows, data, WORKERS, args.serve_arg)
+        if "redis" in sections:
+            redis_section(p, url, client, rows, data)
+        if "memory" in sections:
+            memory_section(p, url, client, rows, data)
+        if "idle" in sections:
+            idle_section(p, url, client, rows, data)
+    finally:
+        client.close()
+        if private is not None:
+            private.stop()
+    data["seconds"] = round(time.monotonic() - started, 1)
+    data["rows"] = [asdict(row) for row in rows]
+    print(
+        f"leasebroker benchmarks, {info['date']}, {info['nproc']} x {info['cpu']}, "
+        f"Redis {info['redis']}, Python {info['python']}, {profile_name} run "
+        f"({data['seconds']:.0f} s); ratios are what to read, absolute numbers are noisy"
+    )
+    print(render(rows))
+    if args.json:
+        text = json.dumps(data, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    return data
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""benchmarks/run.py runs every measurement end to end (tiny sizes, --smoke): each
+produces a number and the table prints. No speed is asserted: that is what the
+benchmark itself reports, as ratios, on the machine that runs it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NEEDED = ("redis-server", "redis-benchmark")
+
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in NEEDED) and not os.environ.get("CI"),
+    reason="needs the redis-server and redis-benchmark binaries",
+)
+
+
+def test_every_measurement_produces_a_number_and_the_table_prints(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(out.read_text())
+    grpc = data["grpc"]
+    for name in ("noop@16", "CreateLease@16", "CreateBooking@16", "UpdateBooking@16"):
+        assert grpc[name]["rps"] > 0 and not grpc[name]["errors"], name
+    assert grpc["paced_CreateLease"]["p99_ms"] > 0 and grpc["paced_noop"]["p99_ms"] > 0
+    for name in ("minimal_redis_benchmark", "library_create_lease", "minimal_from_threads"):
+        assert data["redis"][name]["rps"] > 0 and data["redis"][name]["usec_per_call"] > 0
+    assert data["memory"]["bytes_per_lease"] > 0
+    assert data["memory"]["by_kind"]
+    for name in ("serve_cores", "redis_calls_per_s", "redis_cores"):
+        assert math.isfinite(data["idle"][name]) and data["idle"][name] >= 0
+    rows = data["rows"]
+    assert len(rows) == 11  # one concurrency in the smoke profile
+    assert all(row["met"] is not None for row in rows if row["target"])
+    header = result.stdout.splitlines()[1]
+    assert header.split() == ["Measurement", "Value", "Ratio", "Target", "Met"]
+    for row in rows:
+        assert row["measurement"] in result.stdout
