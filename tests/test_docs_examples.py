@@ -819,7 +819,7 @@ def run_redis_conf(block: Block, run: DocRun) -> None:
             "maxmemory": str(2 * 1024**3),
         }
     finally:
-        redis_servers.stop(port)
+        proc.kill()  # a throwaway server: nothing to save
         proc.wait(timeout=30)
 
 
@@ -862,8 +862,19 @@ def run_cluster_example(block: Block, run: DocRun) -> None:
             serve.wait_listening()
             assert serve.stop() == 0
     finally:
-        for port in ports:
-            redis_servers.stop(port)
+        kill_daemonized_redis(ports)
+
+
+def kill_daemonized_redis(ports: list[int]) -> None:
+    """Stop the nodes the docs' script daemonized, by PID: SHUTDOWN can wait for (or
+    stall on) replicas, and these nodes hold nothing worth saving."""
+    for port in ports:
+        try:
+            with redis.Redis(host="127.0.0.1", port=port, socket_timeout=2) as node:
+                pid = int(node.info("server")["process_id"])
+        except redis.RedisError:
+            continue  # never started, or gone already
+        os.kill(pid, signal.SIGKILL)
 
 
 SH_HANDLERS[("deploy/README.md", "for port in 7101 7102 7103 7104 7105 7106; do")] = (
