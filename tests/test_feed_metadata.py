@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import START_S, run_cli
+from support import START_S, run_cli, run_main
 
+from leasebroker.cli import inventory_load
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.model import InventorySlot, InventoryState
 from leasebroker.wire.feed import MAX_PROBLEMS, FeedError, FeedMetadata, parse_feed
@@ -190,3 +191,16 @@ def test_the_library_refuses_an_older_generation_before_writing(broker):
         broker.load_inventories({"m-1": []}, complete=True, generation=199)
     assert refused_load.value.reason is Reason.FEED_OUTDATED
     assert broker.inventory_state("m-1") is InventoryState.LOADED
+
+
+def test_inventory_load_reports_progress_on_stderr_and_the_result_on_stdout(
+    tmp_path, store_args, real_broker, capsys, monkeypatch, no_leasebroker_env
+):
+    monkeypatch.setattr(inventory_load, "PROGRESS_EVERY_S", 0.0)
+    path = write(tmp_path, "many.json", [entry(f"m-{i}") for i in range(5)])
+    assert run_main(["inventory", "load", path, *store_args]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"loaded 5 slots for 5 merchants from {path}\n"
+    lines = err.splitlines()
+    assert lines[-1] == f"loading {path}: 5/5 merchants, 5 slots"
+    assert len(lines) == 5

@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from leasebroker.cli.client import create_lease
 
             return create_lease(args)
-        from leasebroker.cli.serve import load_inventory
+        from leasebroker.cli.inventory_load import load_inventory
 
         return load_inventory(args)
     except CliError as exc:

@@ -8,20 +8,16 @@ from typing import cast
 
 from leasebroker.cli.common import (
     EXIT_OK,
-    EXIT_REFUSED,
     EXIT_USAGE,
     CliError,
     config_from_args,
-    open_broker,
-    unreachable,
 )
+from leasebroker.cli.inventory_load import load_feed, read_feed_files
 from leasebroker.cli.startup import PendingBroker, start_when_redis_answers
 from leasebroker.cli.telemetry import start_telemetry
 from leasebroker.core.background import Periodic
 from leasebroker.core.broker import LeaseBroker
-from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.sweeper import SweeperThread
-from leasebroker.wire.feed import Feed, FeedError, check_complete, combine_shards, read_feed
 from leasebroker.wire.server import (
     ADMIN_WORKERS,
     HEALTH_INTERVAL_S,
@@ -40,43 +36,6 @@ log = logging.getLogger("leasebroker")
 SETTINGS_RELOAD_S = 5.0
 
 
-def _read_feed(paths: list[str], *, complete: bool = False) -> Feed:
-    """The feed in ``paths`` (one file, or every shard of one feed); a bad, hostile or
-    incomplete one is a usage error (exit 2)."""
-    try:
-        feed = combine_shards([(path, read_feed(path)) for path in paths])
-        if complete:
-            check_complete(feed, " ".join(paths))
-    except FeedError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from exc
-    return feed
-
-
-def _load_feed(broker: LeaseBroker, inventories: Feed, path: str, *, complete: bool = False) -> int:
-    """Replace each merchant's inventory with its slots in the feed; returns the slot count.
-
-    ``complete``: the feed lists every merchant, so any other merchant the broker
-    knows is left offering nothing. A feed older than the newest loaded is refused.
-    """
-    meta = inventories.metadata
-    try:
-        total, withdrawn = broker.load_inventories(
-            inventories,
-            complete=complete,
-            generation=meta.generation_timestamp,
-            nonce=meta.nonce,
-        )
-        for merchant_id in withdrawn:
-            log.info("merchant %r is not in the complete feed: it offers nothing now", merchant_id)
-    except BrokerError as exc:
-        if exc.reason is Reason.STORE_UNAVAILABLE:
-            raise unreachable("the lease store", exc) from exc
-        code = EXIT_USAGE if exc.reason is Reason.INVALID_FIELD else EXIT_REFUSED
-        raise CliError(f"{path}: {exc}", code) from exc
-    log.info("loaded %d slots for %d merchants from %s", total, len(inventories), path)
-    return total
-
-
 def serve(args: argparse.Namespace) -> int:
     telemetry = start_telemetry(args)  # logs, access log, metrics, tracing
     signals = StopSignals()  # before anything can announce readiness
@@ -92,7 +51,7 @@ def serve(args: argparse.Namespace) -> int:
             tls.credentials()  # read the files now: a bad one is a usage error, not a crash
     except TlsError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
-    inventories = _read_feed([args.inventory]) if args.inventory else None
+    inventories = read_feed_files([args.inventory]) if args.inventory else None
     # One connection per handler thread, plus a few spare, so bursts never wait on the pool.
     admin_workers = ADMIN_WORKERS if admin_enabled else 0
     # Listen first, not ready: health answers (liveness SERVING) while Redis does not
@@ -122,7 +81,7 @@ def serve(args: argparse.Namespace) -> int:
 
     def prepare(broker: LeaseBroker) -> None:
         if inventories is not None:
-            _load_feed(broker, inventories, args.inventory)
+            load_feed(broker, inventories, args.inventory, report=log.info)
 
     try:
         started = start_when_redis_answers(
@@ -180,23 +139,4 @@ def serve(args: argparse.Namespace) -> int:
         for thread in background:
             thread.stop()
         telemetry.stop()
-    return EXIT_OK
-
-
-def load_inventory(args: argparse.Namespace) -> int:
-    logging.basicConfig(level="INFO", format="%(message)s")
-    if not args.redis_url:
-        raise CliError(
-            "inventory load needs --redis-url (or LEASEBROKER_REDIS_URL); the embedded store "
-            "lives inside one serve process: use `leasebroker serve --inventory FEED.json`",
-            EXIT_USAGE,
-        )
-    config_from_args(args)
-    # Parse (once) before connecting: a bad feed is reported without touching the store.
-    inventories = _read_feed(args.feed, complete=args.complete)
-    store, broker = open_broker(args, pool_size=2)
-    try:
-        _load_feed(broker, inventories, " ".join(args.feed), complete=args.complete)
-    finally:
-        store.close()
     return EXIT_OK

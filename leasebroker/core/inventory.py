@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from leasebroker.core.base import BrokerCore
 from leasebroker.core.errors import BrokerError, FieldViolation, Reason
@@ -51,12 +51,14 @@ class InventoryOps(BrokerCore):
         complete: bool = False,
         generation: int | None = None,
         nonce: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> tuple[int, list[str]]:
         """Load a feed's inventories: each merchant in it gets exactly its slots; with
         ``complete``, every other merchant the broker knows is withdrawn too. A feed
         with a ``generation`` (its generation_timestamp, seconds) older than the newest
-        one loaded is refused with FEED_OUTDATED before anything changes. Returns the
-        slot count and the merchants withdrawn."""
+        one loaded is refused with FEED_OUTDATED before anything changes. ``progress``
+        is called with the merchants and slots loaded so far after each merchant.
+        Returns the slot count and the merchants withdrawn."""
         if generation is not None:
             raise_if_invalid([check_int(generation, "generation_timestamp", 0, MAX_SCRIPT_INT)])
             reply = self._call(
@@ -70,9 +72,13 @@ class InventoryOps(BrokerCore):
                     f"the feed was generated at {generation}, before the one already loaded "
                     f"({int(reply[1])}): loading it would bring older inventory back",
                 )
-        if complete:
-            return self.replace_all_inventories(inventories)
-        return sum(self.replace_inventory(m, s) for m, s in inventories.items()), []
+        slots = 0
+        for done, (merchant, items) in enumerate(inventories.items(), start=1):
+            slots += self.replace_inventory(merchant, items)
+            if progress is not None:
+                progress(done, slots)
+        withdrawn = self._withdraw_others(inventories) if complete else []
+        return slots, withdrawn
 
     def replace_all_inventories(
         self, inventories: Mapping[str, Sequence[InventorySlot]]
@@ -81,10 +87,14 @@ class InventoryOps(BrokerCore):
         gets its slots, and every other merchant the broker knows is left offering
         nothing. Returns the slot count and the merchants withdrawn."""
         slots = sum(self.replace_inventory(m, items) for m, items in inventories.items())
+        return slots, self._withdraw_others(inventories)
+
+    def _withdraw_others(self, inventories: Mapping[str, Sequence[InventorySlot]]) -> list[str]:
+        """Leave every known merchant not in ``inventories`` offering nothing."""
         withdrawn = [m for m in self.merchants() if m not in inventories]
         for merchant_id in withdrawn:
             self.replace_inventory(merchant_id, [])
-        return slots, withdrawn
+        return withdrawn
 
     def set_capacity(self, slot: SlotId, capacity: int) -> int | None:
         """Set one slot's capacity; returns the previous one (None: it was not listed).

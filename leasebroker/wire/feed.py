@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,15 +100,17 @@ def decode_feed(data: bytes, where: str = "the feed") -> Feed:
     except ValueError as exc:
         raise FeedError(f"{where} is not valid JSON: {exc}") from exc
     try:
-        return parse_feed(document)
+        return parse_feed(document, consume=True)
     except RecursionError as exc:
         raise FeedError(f"{where} is nested too deeply to be a feed") from exc
 
 
-def parse_feed(document: Any) -> Feed:
-    """Parse a decoded feed document; FeedError naming every problem (up to a cap)."""
+def parse_feed(document: Any, *, consume: bool = False) -> Feed:
+    """Parse a decoded feed document; FeedError naming every problem (up to a cap).
+    ``consume``: drop each entry from the document once used (the caller's document is
+    emptied; a large feed then never holds its JSON and its slots in full at once)."""
     problems = _Problems()
-    metadata, entries = _structure(document, problems)
+    metadata, entries = _structure(document, problems, consume)
     feed = Feed(metadata)
     seen: set[SlotId] = set()
     for where, entry in entries:
@@ -127,10 +130,22 @@ def parse_feed(document: Any) -> Feed:
     return feed
 
 
-def _structure(document: Any, problems: _Problems) -> tuple[FeedMetadata, list[tuple[str, Any]]]:
+def _each(lists: list[tuple[str, list[Any]]], consume: bool) -> Iterator[tuple[str, Any]]:
+    """Each entry with where it stands (``where[i]``, or ``entry i`` for a bare array);
+    with ``consume``, dropped from its list once used."""
+    for where, items in lists:
+        for i in range(len(items)):
+            yield (f"entry {i}" if where == "entry" else f"{where}[{i}]"), items[i]
+            if consume:
+                items[i] = None
+
+
+def _structure(
+    document: Any, problems: _Problems, consume: bool
+) -> tuple[FeedMetadata, Iterator[tuple[str, Any]]]:
     """The feed's metadata and its entries, each with where it stands."""
     if isinstance(document, list):
-        return FeedMetadata(), [(f"entry {i}", e) for i, e in enumerate(document)]
+        return FeedMetadata(), _each([("entry", document)], consume)
     groups = given(document, "service_availability") if isinstance(document, dict) else None
     if groups is None:
         raise FeedError(
@@ -144,7 +159,7 @@ def _structure(document: Any, problems: _Problems) -> tuple[FeedMetadata, list[t
     problem = parse_message(rest, outer)
     if problem:
         problems.add("the feed", problem)
-    entries: list[tuple[str, Any]] = []
+    entries: list[tuple[str, list[Any]]] = []
     for g, group in enumerate(groups):
         where = f"service_availability[{g}]"
         if not isinstance(group, dict):
@@ -169,8 +184,8 @@ def _structure(document: Any, problems: _Problems) -> tuple[FeedMetadata, list[t
         )
         if problem:
             problems.add(where, problem)
-        entries += [(f"{where}.availability[{i}]", e) for i, e in enumerate(availability)]
-    return _metadata(outer), entries
+        entries.append((f"{where}.availability", availability))
+    return _metadata(outer), _each(entries, consume)
 
 
 def _metadata(feed: feed_pb.AvailabilityFeed) -> FeedMetadata:
