@@ -1,5 +1,5 @@
 -- Shared helpers, put in front of every script on the same line as OUTCOME
--- (see leasebroker/scripts.py): whole-line comments are dropped and the rest is
+-- (see leasebroker/core/scripts.py): whole-line comments are dropped and the rest is
 -- joined into one line, so keep every statement free of trailing comments.
 
 -- Redis's clock in milliseconds: the only clock any decision uses.

@@ -731,7 +731,9 @@ def test_events_follow_from_now_on_an_empty_stream(
 
 # --- keys -------------------------------------------------------------------------------
 
-LAYOUT_KINDS = words("slot lease ref inventory fences leases events booking bookings merchants")
+LAYOUT_KINDS = words(
+    "slot lease ref inventory fences leases events booking bookings merchants settings feed probe"
+)
 
 
 def test_keys_prints_the_layout_with_example_names(run, key_prefix):
@@ -745,9 +747,11 @@ def test_keys_prints_the_layout_with_example_names(run, key_prefix):
     assert rows["events"]["EXAMPLE"] == builder.events("merchant-1")
     assert rows["inventory"]["EXAMPLE"] == builder.inventory("merchant-1")
     assert rows["merchants"]["EXAMPLE"] == builder.merchants()
+    assert rows["settings"]["EXAMPLE"] == builder.settings()
+    assert rows["feed"]["EXAMPLE"] == builder.feed()
     assert rows["lease"]["EXAMPLE"] == builder.lease("merchant-1", "<token>")
     assert rows["slot"]["EXAMPLE"].startswith(builder.merchant_root("merchant-1") + ":slot:")
-    types = words("zset hash hash hash hash zset stream hash zset set")
+    types = words("zset hash hash hash hash zset stream hash zset set string hash any")
     assert [row["TYPE"] for row in rows.values()] == types
     assert all(row["HOLDS"] != "-" and row["TTL"] != "-" for row in rows.values())
     assert rows["events"]["TTL"] == "none; entries older than 1h are trimmed at each append"

@@ -36,6 +36,12 @@ KEY_KINDS: tuple[tuple[str, str, str, str], ...] = (
      "none; kept until an operator removes it"),
     ("bookings", "zset", "booking ids scored by slot start ms", "none"),
     ("merchants", "set", "merchant ids the expiry sweeper walks (no hash tag)", "none"),
+    ("settings", "string", "the deciding settings every process takes (JSON; no hash tag)",
+     "none; written by the first serve, changed by config set"),
+    ("feed", "hash", "the newest feed loaded: generation_timestamp, nonce (no hash tag)",
+     "none; written by each inventory load"),
+    ("probe", "any", "scratch key of the start-up permission check (no hash tag)",
+     "deleted by the check that writes it"),
 )  # fmt: skip
 
 
@@ -52,6 +58,9 @@ def _examples(keys: KeyBuilder, merchant: str) -> dict[str, str]:
         "booking": keys.booking(merchant, _SAMPLE_TOKEN),
         "bookings": keys.booking_index(merchant),
         "merchants": keys.merchants(),
+        "settings": keys.settings(),
+        "feed": keys.feed(),
+        "probe": keys.probe(),
     }
 
 

@@ -1,10 +1,6 @@
 """One operator command's run: its options, its broker (connected on first use, closed
-after), how it prints, and the one mapping of broker failures to exit codes:
-
-- the store unreachable (at connect time or later) -> exit 3, ``cannot reach Redis at URL``
-- no such lease or booking, or a malformed id -> exit 4, ``no such lease: ID``
-- any other refusal -> exit 1, ``REASON: message``
-"""
+after), how it prints, and the one mapping of broker failures to exit codes
+(:meth:`Session.failure`; README.md's "Exit codes" says what each code means)."""
 
 from __future__ import annotations
 
