@@ -9,8 +9,11 @@ What the fixtures are built from (constants, builders, the Clock) is in support.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -146,6 +149,37 @@ def real_broker(key_prefix: str) -> Iterator[LeaseBroker]:
     finally:
         delete_prefix(client, key_prefix)
         client.close()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _signed(name: str, cwd: Path, extensions: str) -> None:
+    """A key and a certificate for ``name``, signed by the test CA."""
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+             "-subj", f"/CN={name}", "-out", f"{name}.csr", cwd=cwd)  # fmt: skip
+    (cwd / f"{name}.ext").write_text(extensions)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-out", f"{name}.pem",
+             "-extfile", f"{name}.ext", cwd=cwd)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private CA (ca.pem), a server certificate for 127.0.0.1 and localhost
+    (server.pem, server.key) and a client certificate (client.pem, client.key), made by
+    openssl for the TLS tests: the gRPC port, Redis over TLS, bad TLS files."""
+    if not shutil.which("openssl"):
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the TLS tests: openssl is not installed")
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("certs")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-subj",
+             "/CN=leasebroker test CA", "-days", "2", "-out", "ca.pem", cwd=folder)  # fmt: skip
+    _signed("server", folder, "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _signed("client", folder, "extendedKeyUsage=clientAuth\n")
+    return folder
 
 
 @pytest.fixture

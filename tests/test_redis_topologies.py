@@ -4,9 +4,6 @@ test starts (tests/redis_servers.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,30 +18,6 @@ from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.store import RedisTls, open_redis
 
 pytestmark = pytest.mark.usefixtures("no_leasebroker_env")
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private CA, a server certificate for 127.0.0.1 and a client certificate."""
-    if not shutil.which("openssl"):
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the Redis TLS tests: openssl is not installed")
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("redis-certs")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-subj",
-             "/CN=redis test CA", "-days", "2", "-out", "ca.pem", cwd=folder)  # fmt: skip
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\n"), ("client", "")):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-                 "-subj", f"/CN={name}", "-out", f"{name}.csr", cwd=folder)  # fmt: skip
-        (folder / f"{name}.ext").write_text(ext or "basicConstraints=CA:FALSE\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "2", "-out", f"{name}.pem",
-                 "-extfile", f"{name}.ext", cwd=folder)  # fmt: skip
-    return folder
 
 
 @pytest.fixture

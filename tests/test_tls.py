@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,34 +14,6 @@ from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 from leasebroker.wire.server import start_server
 from leasebroker.wire.tls import ServerTls
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _signed(name: str, cwd: Path, extensions: str) -> None:
-    """A key and a certificate for ``name``, signed by the test CA."""
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-             "-subj", f"/CN={name}", "-out", f"{name}.csr", cwd=cwd)  # fmt: skip
-    (cwd / f"{name}.ext").write_text(extensions)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "2", "-out", f"{name}.pem",
-             "-extfile", f"{name}.ext", cwd=cwd)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not shutil.which("openssl"):
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the TLS tests: openssl is not installed")
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("certs")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-subj",
-             "/CN=leasebroker test CA", "-days", "2", "-out", "ca.pem", cwd=folder)  # fmt: skip
-    _signed("server", folder, "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _signed("client", folder, "extendedKeyUsage=clientAuth\n")
-    return folder
 
 
 def _lease() -> pb.CreateLeaseRequest:

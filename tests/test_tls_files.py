@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,22 +10,15 @@ from support import run_cli
 from leasebroker.wire.tls import ServerTls, TlsError
 
 
-@pytest.fixture(scope="module")
-def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two self-signed certificates with their keys (a.pem/a.key, b.pem/b.key)."""
-    if not shutil.which("openssl"):
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the TLS tests: openssl is not installed")
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls-files")
-    for name in ("a", "b"):
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-keyout", f"{name}.key", "-out", f"{name}.pem", "-subj", f"/CN={name}"],
-            cwd=folder, check=True, capture_output=True,
-        )  # fmt: skip
-    (folder / "garbage.pem").write_text("not a certificate\n")
-    return folder
+@pytest.fixture
+def pairs(certs: Path, tmp_path: Path) -> Path:
+    """The test certificates as two pairs (a = server, b = client) and a file that is
+    not PEM at all."""
+    for name, source in (("a", "server"), ("b", "client")):
+        for ext in ("pem", "key"):
+            (tmp_path / f"{name}.{ext}").write_bytes((certs / f"{source}.{ext}").read_bytes())
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    return tmp_path
 
 
 def test_a_matching_pair_gives_credentials(pairs: Path) -> None:
