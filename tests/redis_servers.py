@@ -64,15 +64,21 @@ def start(folder: Path, *settings: str, port: int | None = None) -> int:
     returns its port (``port``, or a free one) once it answers."""
     server, _ = binaries()
     port = port or free_port_pair()
-    with open(folder / f"{port}.log", "ab") as log:
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(folder), *settings]  # fmt: skip
+    return _launch(argv, folder / f"{port}.log", port, f"redis-server on port {port}")
+
+
+def _launch(argv: list[str], log_path: Path, port: int, what: str, *ping_options: str) -> int:
+    """Run ``argv`` in the foreground (its PID kept for :func:`stop`), logging to
+    ``log_path``; returns ``port`` once it answers PING there."""
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-             "no", "--dir", str(folder), *settings],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     _STARTED[port] = process
     try:
-        wait_for(lambda: ping(port), f"redis-server on port {port}")
+        wait_for(lambda: ping(port, *ping_options), what)
     except TimeoutError:
         stop(port)
         raise
@@ -101,18 +107,8 @@ def start_sentinel(folder: Path, primary_port: int, service: str = "mymaster") -
         f"sentinel failover-timeout {service} 10000\n"
         f"sentinel parallel-syncs {service} 1\n"
     )
-    with open(folder / f"sentinel-{port}.log", "ab") as log:
-        process = subprocess.Popen(
-            [server, str(config), "--sentinel"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    _STARTED[port] = process
-    try:
-        wait_for(lambda: ping(port), f"redis-sentinel on port {port}")
-    except TimeoutError:
-        stop(port)
-        raise
-    return port
+    argv = [server, str(config), "--sentinel"]
+    return _launch(argv, folder / f"sentinel-{port}.log", port, f"redis-sentinel on port {port}")
 
 
 def start_tls(folder: Path, certs: Path, *settings: str) -> int:
@@ -121,25 +117,15 @@ def start_tls(folder: Path, certs: Path, *settings: str) -> int:
     that chains to ca.pem; returns its TLS port."""
     server, _ = binaries()
     port = free_port_pair()
-    with open(folder / f"tls-{port}.log", "ab") as log:
-        process = subprocess.Popen(
-            [server, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(folder),
-             "--tls-cert-file", str(certs / "server.pem"),
-             "--tls-key-file", str(certs / "server.key"),
-             "--tls-ca-cert-file", str(certs / "ca.pem"), "--tls-auth-clients", "yes",
-             *settings],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    _STARTED[port] = process
+    argv = [server, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(folder),
+            "--tls-cert-file", str(certs / "server.pem"),
+            "--tls-key-file", str(certs / "server.key"),
+            "--tls-ca-cert-file", str(certs / "ca.pem"), "--tls-auth-clients", "yes",
+            *settings]  # fmt: skip
     tls = ["--tls", "--cacert", str(certs / "ca.pem"), "--cert", str(certs / "client.pem"),
            "--key", str(certs / "client.key")]  # fmt: skip
-    try:
-        wait_for(lambda: ping(port, *tls), f"TLS redis-server on port {port}")
-    except TimeoutError:
-        stop(port)
-        raise
-    return port
+    return _launch(argv, folder / f"tls-{port}.log", port, f"TLS redis-server on port {port}", *tls)
 
 
 def stop(port: int) -> None:

@@ -75,3 +75,15 @@ def test_docker_compose_config_accepts_compose_yaml() -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("version", ["1.27", "1.29", "1.33"])
+def test_the_manifest_is_strict_valid_kubernetes(version: str) -> None:
+    """Every resource validates against the Kubernetes schema, rejecting unknown fields
+    (kubernetes-validate ships the schemas: no cluster, no network)."""
+    import kubernetes_validate
+
+    documents = [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d]
+    assert documents
+    for document in documents:
+        kubernetes_validate.validate(document, f"{version}.0", strict=True)
