@@ -62,7 +62,7 @@ if start <= now then
   return {OUTCOME.START_TIME_PASSED, now}
 end
 
-local expires = now + tonumber(ARGV[7])
+local expires = now + math.min(tonumber(ARGV[7]), tonumber(ARGV[8]))
 if ARGV[6] ~= '' then
   local requested = tonumber(ARGV[6])
   if requested <= now then

@@ -148,7 +148,8 @@ def _check_permissions(broker: LeaseBroker) -> None:
         denied = broker.denied_commands()
     except BrokerError as exc:
         message = f"cannot check the Redis user's permissions: {exc}"
-        raise CliError(message, EXIT_UNREACHABLE) from exc
+        unreachable = exc.reason is Reason.STORE_UNAVAILABLE
+        raise CliError(message, EXIT_UNREACHABLE if unreachable else EXIT_USAGE) from exc
     if denied:
         raise CliError(
             f"the Redis user may not run {', '.join(denied)}, which leasebroker needs "

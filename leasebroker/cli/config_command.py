@@ -11,13 +11,14 @@ from leasebroker.cli.session import Session
 from leasebroker.cli.tables import render_fields
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.stored_settings import DECIDING_FIELDS
-from leasebroker.core.units import human_ms
+from leasebroker.core.units import NS_PER_MS, human_ns
 
 
 def _shown(config: BrokerConfig) -> tuple[dict[str, Any], str]:
     data = {name: getattr(config, name) for name in DECIDING_FIELDS}
     text = render_fields(
-        (name, human_ms(value) if name.endswith("_ms") else value) for name, value in data.items()
+        (name, human_ns(value * NS_PER_MS) if name.endswith("_ms") else value)
+        for name, value in data.items()
     )
     return data, text
 

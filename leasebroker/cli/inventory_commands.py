@@ -81,10 +81,14 @@ def inventory_set(session: Session) -> int:
     with _OPTIONS:
         previous = broker.set_capacity(slot, args.capacity)
     if not had_inventory:
+        before = (
+            "every slot was offered with the default capacity"
+            if broker.config.default_capacity > 0
+            else "it offered nothing (the default capacity is 0)"
+        )
         print(
-            f"leasebroker: warning: merchant {args.merchant} had no inventory, so every slot "
-            "was offered with the default capacity; from now on only the slots in its "
-            "inventory are offered (now just this one)",
+            f"leasebroker: warning: merchant {args.merchant} had no inventory, so {before}; "
+            "from now on only the slots in its inventory are offered (now just this one)",
             file=sys.stderr,
         )
     data = {"slot": slot_json(slot), "capacity": args.capacity, "previous_capacity": previous}

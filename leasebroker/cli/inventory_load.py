@@ -65,12 +65,15 @@ def load_feed(
     *,
     complete: bool = False,
     report: Callable[[str], object] = print,
+    warn: Callable[[str], object] = lambda text: print(text, file=sys.stderr),
+    skip_outdated: bool = False,
 ) -> int:
     """Replace each merchant's inventory with its slots in the feed; returns the slot count.
 
     ``complete``: the feed lists every merchant, so any other merchant the broker
     knows is left offering nothing (each named on stderr). A feed older than the newest
-    loaded is refused. ``report`` gets the result line.
+    loaded is refused (``skip_outdated``: reported and skipped). ``report`` gets the
+    result line.
     """
     meta = feed.metadata
     try:
@@ -84,13 +87,15 @@ def load_feed(
     except BrokerError as exc:
         if exc.reason is Reason.STORE_UNAVAILABLE:
             raise unreachable("the lease store", exc) from exc
+        if exc.reason is Reason.FEED_OUTDATED and skip_outdated:
+            # serve --inventory after a newer inventory load: starting with the newer
+            # inventory beats refusing to start on every restart.
+            warn(f"not loading {path}: {exc.message}")
+            return 0
         code = EXIT_USAGE if exc.reason is Reason.INVALID_FIELD else EXIT_REFUSED
         raise CliError(f"{path}: {exc}", code) from exc
     for merchant_id in withdrawn:
-        print(
-            f"merchant {merchant_id!r} is not in the complete feed: it offers nothing now",
-            file=sys.stderr,
-        )
+        warn(f"merchant {merchant_id!r} is not in the complete feed: it offers nothing now")
     report(f"loaded {total} slots for {len(feed)} merchants from {path}")
     return total
 

@@ -81,7 +81,14 @@ def serve(args: argparse.Namespace) -> int:
 
     def prepare(broker: LeaseBroker) -> None:
         if inventories is not None:
-            load_feed(broker, inventories, args.inventory, report=log.info)
+            load_feed(
+                broker,
+                inventories,
+                args.inventory,
+                report=log.info,
+                warn=log.warning,
+                skip_outdated=True,
+            )
 
     try:
         started = start_when_redis_answers(

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import redis.cluster
 import redis.exceptions
 
 from leasebroker.core.deadline import RedisClock, expired
@@ -28,6 +29,10 @@ from leasebroker.core.validation import (
 )
 
 log = logging.getLogger(__name__)
+
+# What a script's deadline leaves for the offset between this process's clock and
+# Redis's (see _deadline_arg).
+DEADLINE_SLACK_MS = 250
 
 # How often an operation reads a record again when it moved between the read and
 # the script (a concurrent reschedule), before it gives up with SLOT_MOVED.
@@ -86,6 +91,7 @@ class BrokerCore:
         self.keys = KeyBuilder(self.config.key_prefix)
         self.scripts = Scripts(client)
         self.redis_clock = RedisClock()
+        self._cluster = isinstance(client, redis.cluster.RedisCluster)
         self._registered: dict[str, float] = {}
         self._registry_lock = threading.Lock()
 
@@ -101,9 +107,16 @@ class BrokerCore:
         return reply
 
     def _deadline_arg(self) -> int | str:
-        """The current call's deadline on Redis's clock for a script, or "" for none."""
+        """The current call's deadline on Redis's clock for a script, or "" for none.
+
+        Sent with DEADLINE_SLACK_MS to spare: the point is to stop calls that sat in a
+        stalled Redis, not to time a call to the millisecond. A Redis Cluster gets none:
+        its primaries' clocks may differ, and the offset is measured on one node.
+        """
         deadline = self.redis_clock.deadline_ms()
-        return "" if deadline is None else deadline
+        if deadline is None or self._cluster:
+            return ""
+        return deadline + DEADLINE_SLACK_MS
 
     def _read(self, fn: Any, *args: Any) -> Any:
         """Call Redis: store failures become STORE_UNAVAILABLE, anything else INTERNAL."""

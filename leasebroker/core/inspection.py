@@ -73,6 +73,8 @@ class InspectionOps(BrokerCore):
             else:
                 entries = list(reversed(self.client.xrevrange(key, "+", "-", count=count)))
         except redis.exceptions.ResponseError as exc:
+            if since is None or "ID" not in str(exc):
+                raise store_error(exc, "XRANGE") from exc
             problem = FieldViolation("since", f"is not a stream id Redis accepts: {exc}")
             raise BrokerError(Reason.INVALID_FIELD, str(exc), (problem,)) from exc
         except redis.exceptions.RedisError as exc:

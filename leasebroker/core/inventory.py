@@ -58,7 +58,18 @@ class InventoryOps(BrokerCore):
         with a ``generation`` (its generation_timestamp, seconds) older than the newest
         one loaded is refused with FEED_OUTDATED before anything changes. ``progress``
         is called with the merchants and slots loaded so far after each merchant.
-        Returns the slot count and the merchants withdrawn."""
+        Returns the slot count and the merchants withdrawn.
+
+        Every slot is checked before anything is written, so a feed with a bad value
+        records no generation and loads nobody. Two loaders running at once are not
+        serialized merchant by merchant: the generation check stops a feed older than
+        one already recorded, not one that starts first and finishes last.
+        """
+        for merchant_id, items in inventories.items():
+            if any(item.slot.merchant_id != merchant_id for item in items):
+                raise ValueError(f"every slot must belong to merchant {merchant_id!r}")
+            for item in items:
+                raise_if_invalid(_capacity_violations(item.slot, item.capacity))
         if generation is not None:
             raise_if_invalid([check_int(generation, "generation_timestamp", 0, MAX_SCRIPT_INT)])
             reply = self._call(
@@ -86,8 +97,7 @@ class InventoryOps(BrokerCore):
         """Load a feed that lists every merchant (a complete feed): each merchant in it
         gets its slots, and every other merchant the broker knows is left offering
         nothing. Returns the slot count and the merchants withdrawn."""
-        slots = sum(self.replace_inventory(m, items) for m, items in inventories.items())
-        return slots, self._withdraw_others(inventories)
+        return self.load_inventories(inventories, complete=True)
 
     def _withdraw_others(self, inventories: Mapping[str, Sequence[InventorySlot]]) -> list[str]:
         """Leave every known merchant not in ``inventories`` offering nothing."""

@@ -5,13 +5,16 @@ Layout (prefix ``lb`` by default; docs/keys.md is the operator's guide)::
     lb:{<merchant>}:slot:<service>:<start>:<duration>:<staff>:<room>   ZSET occupancy
     lb:{<merchant>}:lease:<token>                                     HASH lease record
     lb:{<merchant>}:ref:<client_reference>                            HASH idempotency entry
-    lb:{<merchant>}:inventory                                         HASH slot -> capacity
+    lb:{<merchant>}:inventory                                         HASH slot -> capacity, markers
     lb:{<merchant>}:fences                                            HASH slot -> fencing token
     lb:{<merchant>}:leases                                            ZSET lease id -> expiry
     lb:{<merchant>}:events                                            STREAM state changes
     lb:{<merchant>}:booking:<token>                                   HASH booking record
     lb:{<merchant>}:bookings                                          ZSET booking id -> start
     lb:merchants                                                      SET  merchant registry
+    lb:settings                                                       STRING deciding settings
+    lb:feed                                                           HASH newest feed loaded
+    lb:probe                                                          scratch (start-up check)
 
 Every key of one merchant carries the merchant as its Redis Cluster hash tag,
 so every script touches a single cluster slot. Each id is percent-encoded
@@ -222,7 +225,7 @@ class KeyBuilder:
         return f"{self.merchant_root(merchant_id)}:leases"
 
     def events(self, merchant_id: str) -> str:
-        """The merchant's capped event stream (XREAD / consumer groups)."""
+        """The merchant's event stream, trimmed by age (XREAD / consumer groups)."""
         return f"{self.merchant_root(merchant_id)}:events"
 
     def booking(self, merchant_id: str, token: str) -> str:

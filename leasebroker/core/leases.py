@@ -149,18 +149,19 @@ class LeaseOps(BrokerCore):
             self.keys.events(merchant),
         ]
         expiry = request.requested_expiry_ns
+        config = self.config  # once: a settings reload must not mix old and new values
         args = [
             make_public_id(IdKind.LEASE, merchant, token),
             request_fingerprint(request),
             slot.field(),
-            self.config.default_capacity,
+            config.default_capacity,
             floor_ms(slot.start_ns),
             "" if expiry is None else floor_ms(expiry),
-            self.config.default_hold_ms,
-            self.config.max_hold_ms,
+            config.default_hold_ms,
+            config.max_hold_ms,
             _lease_data(request),
-            self.config.record_retention_ms,
-            self.config.events_retention_ms,
+            config.record_retention_ms,
+            config.events_retention_ms,
             self._deadline_arg(),
             service_field(slot.service_id),
             NOTHING_OFFERED_FIELD,

@@ -45,4 +45,10 @@ def is_unavailable(exc: BaseException) -> bool:
     if not isinstance(exc, redis.exceptions.ResponseError):
         return False
     words = str(exc).split(maxsplit=1)
-    return bool(words) and words[0] in UNAVAILABLE_CODES
+    if words and words[0] in UNAVAILABLE_CODES:
+        return True
+    # Redis 6.2 wraps an error raised inside a script: "ERR Error running script ...:
+    # -OOM command not allowed ...". Redis 7 passes the code through as the first word.
+    return str(exc).startswith("ERR Error running script") and any(
+        f"-{code} " in str(exc) for code in UNAVAILABLE_CODES
+    )

@@ -190,6 +190,9 @@ def open_redis(
     except RuntimeError as exc:
         store.close()
         raise StoreError(str(exc), unreachable=False) from exc
+    except redis.exceptions.ResponseError as exc:  # PING denied by an ACL, or the like
+        store.close()
+        raise StoreError(f"{where} refused the start-up checks: {exc}", unreachable=False) from exc
     return store, warnings
 
 
@@ -242,7 +245,7 @@ def check_server(client: Any) -> list[str]:
     warnings: list[str] = []
     try:
         info = client.info("server")
-    except redis.exceptions.NoPermissionError:
+    except redis.exceptions.ResponseError:  # denied by an ACL, renamed or disabled
         info = {}
         warnings.append(
             "could not read the Redis version (INFO is not allowed for this user); "

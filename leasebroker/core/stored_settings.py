@@ -54,8 +54,8 @@ class SettingsOps(BrokerCore):
             return None
         try:
             values = json.loads(raw)
-            # Stored by an earlier version, when streams were capped by length.
-            values.pop("events_maxlen", None)
+            if not isinstance(values, dict):
+                raise ValueError("not a JSON object")
             unknown = set(values) - set(DECIDING_FIELDS)
             if unknown:
                 raise ValueError(f"unknown settings {sorted(unknown)}")
