@@ -17,6 +17,7 @@ import redis_servers
 from support import HOUR_NS, book
 
 from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.deadline import call_deadline
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.keys import SlotId
 from leasebroker.core.model import LeaseRequest
@@ -103,3 +104,11 @@ def test_scripts_survive_flush_on_every_node(cluster_broker: LeaseBroker) -> Non
 
 def test_startup_checks_read_every_node(cluster_broker: LeaseBroker) -> None:
     assert check_server(cluster_broker.client) == []
+
+
+def test_scripts_get_no_deadline_on_a_cluster(cluster_broker: LeaseBroker) -> None:
+    """The clock offset is measured on one node; a cluster's primaries' clocks may differ,
+    so the scripts there are not asked to compare a deadline with their own clock."""
+    cluster_broker.now_ms()  # a fresh offset
+    with call_deadline(5.0):
+        assert cluster_broker._deadline_arg() == ""

@@ -9,6 +9,7 @@ holds last 150 ms and the test sleeps 0.3 s.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 
@@ -613,3 +614,14 @@ def test_processes_racing_for_one_slot(redis_client, key_prefix, capacity):
     # The store agrees: exactly `capacity` holds on the slot.
     broker = LeaseBroker(redis_client, BrokerConfig(key_prefix=key_prefix))
     assert redis_client.zcard(broker.keys.slot(slot())) == capacity
+
+
+def test_the_script_caps_the_default_hold_by_the_maximum_hold(broker, monkeypatch):
+    """Defence in depth: even handed a default hold longer than the maximum (a settings
+    reload between two reads could once do that), the script grants at most the maximum."""
+    config = broker.config
+    capped = dataclasses.replace(config, default_hold_ms=60_000, max_hold_ms=60_000)
+    monkeypatch.setattr(broker, "config", capped)
+    object.__setattr__(broker.config, "default_hold_ms", 600_000)  # bypass the check
+    lease = broker.create_lease(lease_request())
+    assert lease.expires_at_ms - broker.now_ms() <= 60_000

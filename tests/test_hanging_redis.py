@@ -24,7 +24,9 @@ from support import START_NS
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 from leasebroker.core.background import Periodic
+from leasebroker.core.base import DEADLINE_SLACK_MS
 from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.deadline import call_deadline
 from leasebroker.core.keys import SlotId
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.store import connect
@@ -120,3 +122,12 @@ def test_a_hanging_redis_costs_calls_their_deadline_and_takes_no_spot(redis_proc
         channel.close()
         running.stop(grace=None)
         store.close()
+
+
+def test_a_single_node_gets_the_deadline_with_slack(broker):
+    broker.now_ms()
+    with call_deadline(5.0):
+        deadline = broker._deadline_arg()
+    now = broker.now_ms()
+    assert now + 5_000 + DEADLINE_SLACK_MS - 500 <= deadline <= now + 5_000 + DEADLINE_SLACK_MS
+    assert broker._deadline_arg() == ""

@@ -104,3 +104,11 @@ def test_serve_starts_for_a_user_without_info_or_config(server):
 def test_the_probe_refuses_a_command_it_cannot_try(broker):
     reply = broker.scripts["check_permissions"]([broker.keys.probe()], ["HSET", "FLUSHALL"])
     assert [int(reply[0]), int(reply[1])] == [Outcome.BAD_ARGUMENT, 2]
+
+
+def test_a_user_that_may_not_even_ping_is_a_usage_error(server):
+    url = add_user(server, "mute", "~*", "+@all", "-ping")
+    result = run_cli(["inventory", "show", "--merchant", "m", "--redis-url", url])
+    assert result.returncode == 2, result.stderr
+    assert "refused the start-up checks" in result.stderr
+    assert "Traceback" not in result.stderr

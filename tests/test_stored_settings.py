@@ -47,7 +47,7 @@ def test_reload_takes_changed_settings(make_broker):
 
 def test_stored_settings_that_are_not_valid_are_named(make_broker, redis_client):
     broker = make_broker()
-    for bad in ('{"default_capacity": -1}', "not json", '{"colour": 1}'):
+    for bad in ('{"default_capacity": -1}', "not json", '{"colour": 1}', "null", "5", "[]"):
         redis_client.set(broker.keys.settings(), bad)
         with pytest.raises(BrokerError) as refused:
             broker.stored_settings()
