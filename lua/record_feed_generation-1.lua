@@ -1,6 +1,6 @@
 -- record_feed_generation: remember the generation of the newest feed loaded, and refuse
--- an older one, atomically: of two loaders, the one with the older feed is refused if
--- the newer one recorded first (the check does not order their merchant writes).
+-- an older one before anything is written. (Two loaders racing are ordered merchant
+-- by merchant too: replace_inventory keeps each merchant's generation.)
 --
 -- KEYS[1]  feed record      HASH    generation_timestamp, nonce, loaded_ms
 --

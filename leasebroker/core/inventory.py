@@ -21,19 +21,27 @@ from leasebroker.core.validation import (
 class InventoryOps(BrokerCore):
     """What each merchant offers, and how much of it is taken."""
 
-    def replace_inventory(self, merchant_id: str, slots: Sequence[InventorySlot]) -> int:
+    def replace_inventory(
+        self, merchant_id: str, slots: Sequence[InventorySlot], generation: int | None = None
+    ) -> int:
         """Make ``slots`` the merchant's complete inventory, atomically; returns the slot count.
 
         From then on the merchant offers only these slots: none at all for an empty
         ``slots`` (it does not fall back to the default capacity). Existing leases
-        and bookings are not touched.
+        and bookings are not touched. With the feed's ``generation``, a merchant that
+        already holds a newer feed's slots is left alone (FEED_OUTDATED).
         """
         if any(item.slot.merchant_id != merchant_id for item in slots):
             raise ValueError(f"every slot must belong to merchant {merchant_id!r}")
         for item in slots:
             raise_if_invalid(_capacity_violations(item.slot, item.capacity))
         self.register_merchant(merchant_id)
-        args: list[str | int] = [self.config.events_retention_ms, NOTHING_OFFERED_FIELD, len(slots)]
+        args: list[str | int] = [
+            self.config.events_retention_ms,
+            NOTHING_OFFERED_FIELD,
+            "" if generation is None else generation,
+            len(slots),
+        ]
         for item in slots:
             args += [item.slot.field(), item.capacity]
         args += sorted({service_field(item.slot.service_id) for item in slots})
@@ -42,6 +50,8 @@ class InventoryOps(BrokerCore):
             [self.keys.inventory(merchant_id), self.keys.events(merchant_id)],
             args,
         )
+        if Outcome(int(reply[0])) is Outcome.FEED_OUTDATED:
+            raise _outdated(generation, int(reply[1]))
         return int(reply[1])
 
     def load_inventories(
@@ -61,9 +71,10 @@ class InventoryOps(BrokerCore):
         Returns the slot count and the merchants withdrawn.
 
         Every slot is checked before anything is written, so a feed with a bad value
-        records no generation and loads nobody. Two loaders running at once are not
-        serialized merchant by merchant: the generation check stops a feed older than
-        one already recorded, not one that starts first and finishes last.
+        records no generation and loads nobody. Of two loaders running at once, the
+        older feed never overwrites a merchant the newer one has written (each
+        merchant's inventory keeps its feed's generation; the older load then stops
+        with FEED_OUTDATED).
         """
         for merchant_id, items in inventories.items():
             if any(item.slot.merchant_id != merchant_id for item in items):
@@ -78,17 +89,13 @@ class InventoryOps(BrokerCore):
                 [generation, "" if nonce is None else nonce],
             )
             if Outcome(int(reply[0])) is Outcome.FEED_OUTDATED:
-                raise BrokerError(
-                    Reason.FEED_OUTDATED,
-                    f"the feed was generated at {generation}, before the one already loaded "
-                    f"({int(reply[1])}): loading it would bring older inventory back",
-                )
+                raise _outdated(generation, int(reply[1]))
         slots = 0
         for done, (merchant, items) in enumerate(inventories.items(), start=1):
-            slots += self.replace_inventory(merchant, items)
+            slots += self.replace_inventory(merchant, items, generation)
             if progress is not None:
                 progress(done, slots)
-        withdrawn = self._withdraw_others(inventories) if complete else []
+        withdrawn = self._withdraw_others(inventories, generation) if complete else []
         return slots, withdrawn
 
     def replace_all_inventories(
@@ -99,11 +106,13 @@ class InventoryOps(BrokerCore):
         nothing. Returns the slot count and the merchants withdrawn."""
         return self.load_inventories(inventories, complete=True)
 
-    def _withdraw_others(self, inventories: Mapping[str, Sequence[InventorySlot]]) -> list[str]:
+    def _withdraw_others(
+        self, inventories: Mapping[str, Sequence[InventorySlot]], generation: int | None
+    ) -> list[str]:
         """Leave every known merchant not in ``inventories`` offering nothing."""
         withdrawn = [m for m in self.merchants() if m not in inventories]
         for merchant_id in withdrawn:
-            self.replace_inventory(merchant_id, [])
+            self.replace_inventory(merchant_id, [], generation)
         return withdrawn
 
     def set_capacity(self, slot: SlotId, capacity: int) -> int | None:
@@ -169,3 +178,11 @@ def _capacity_violations(slot: SlotId, capacity: int) -> list[FieldViolation]:
     """What is wrong with one slot and its capacity."""
     problem = check_capacity(capacity)
     return [*slot_violations(slot), *([problem] if problem else [])]
+
+
+def _outdated(generation: int | None, loaded: int) -> BrokerError:
+    return BrokerError(
+        Reason.FEED_OUTDATED,
+        f"the feed was generated at {generation}, before the one already loaded "
+        f"({loaded}): loading it would bring older inventory back",
+    )
