@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 from leasebroker.api.feed import availability_feed_pb2 as feed_pb
 from leasebroker.core.keys import SlotId
 from leasebroker.core.model import InventorySlot
+from leasebroker.wire import feed_stream
 from leasebroker.wire.feed_entries import given, parse_entry, parse_message
 
 _RESTRICT_FIELDS = (
@@ -56,8 +57,8 @@ class FeedError(ValueError):
 class FeedMetadata:
     """What the feed says of itself (defaults: one shard, nothing else said)."""
 
-    # PROCESS_AS_COMPLETE, PROCESS_AS_SNAPSHOT or PROCESS_INSTRUCTION_UNSPECIFIED.
-    processing_instruction: str = "PROCESS_INSTRUCTION_UNSPECIFIED"
+    # PROCESS_AS_COMPLETE, PROCESS_AS_INCREMENTAL or PROCESS_UNKNOWN (Google's names).
+    processing_instruction: str = "PROCESS_UNKNOWN"
     shard_number: int = 0
     total_shards: int = 1
     nonce: int | None = None
@@ -92,6 +93,21 @@ def decode_feed(data: bytes, where: str = "the feed") -> Feed:
     if len(data) > MAX_FEED_BYTES:
         raise FeedError(f"{where} is larger than {MAX_FEED_BYTES // (1 << 20)} MiB")
     try:
+        document, prefix = feed_stream.skeleton(data)
+    # Any bytes the stream cannot take as json.loads would: decoded whole, as before.
+    except Exception:
+        return _decode_whole(data, where)
+    try:
+        problems = _Problems()
+        metadata, entries = _structure(document, problems, consume=True)
+        return _collect(metadata, feed_stream.entries(data, prefix, entries), problems)
+    except RecursionError as exc:
+        raise FeedError(f"{where} is nested too deeply to be a feed") from exc
+
+
+def _decode_whole(data: bytes, where: str) -> Feed:
+    """decode_feed through json.loads of the whole document."""
+    try:
         document = json.loads(data.decode("utf-8"))
     except RecursionError as exc:
         raise FeedError(f"{where} is nested too deeply to be a feed") from exc
@@ -111,6 +127,13 @@ def parse_feed(document: Any, *, consume: bool = False) -> Feed:
     emptied; a large feed then never holds its JSON and its slots in full at once)."""
     problems = _Problems()
     metadata, entries = _structure(document, problems, consume)
+    return _collect(metadata, entries, problems)
+
+
+def _collect(
+    metadata: FeedMetadata, entries: Iterable[tuple[str, Any]], problems: _Problems
+) -> Feed:
+    """The feed of these entries; FeedError naming every problem (with those found)."""
     feed = Feed(metadata)
     seen: set[SlotId] = set()
     for where, entry in entries:
@@ -276,5 +299,5 @@ def check_complete(feed: Feed, where: str) -> None:
             "withdraws every merchant it omits, so load all its shards at once "
             "(leasebroker inventory load --complete SHARD0.json SHARD1.json ...)"
         )
-    if meta.processing_instruction == "PROCESS_AS_SNAPSHOT":
-        raise FeedError(f"{where} says PROCESS_AS_SNAPSHOT, not PROCESS_AS_COMPLETE")
+    if meta.processing_instruction == "PROCESS_AS_INCREMENTAL":
+        raise FeedError(f"{where} says PROCESS_AS_INCREMENTAL, not PROCESS_AS_COMPLETE")
