@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import START_S, run_cli, run_main
+from support import START_S, ServeProcess, clean_env, run_cli, run_main
 
 from leasebroker.cli import inventory_load
 from leasebroker.core.errors import BrokerError, Reason
@@ -165,12 +165,19 @@ def test_a_set_of_shards_that_is_not_one_feed_is_refused(
     assert known.inventory_state("a") is InventoryState.NONE
 
 
-def test_a_snapshot_feed_cannot_be_loaded_as_complete(tmp_path, store_args, known):
-    path = write(
-        tmp_path, "snap.json", feed([entry()], processing_instruction="PROCESS_AS_SNAPSHOT")
-    )
-    result = load(store_args, path)
-    assert result.returncode == 2 and "PROCESS_AS_SNAPSHOT" in result.stderr
+def test_an_incremental_feed_cannot_be_loaded_as_complete(tmp_path, store_args, known):
+    incremental = feed([entry()], processing_instruction="PROCESS_AS_INCREMENTAL")
+    result = load(store_args, write(tmp_path, "incremental.json", incremental))
+    assert result.returncode == 2 and "PROCESS_AS_INCREMENTAL" in result.stderr
+
+
+def test_processing_instructions_are_google_s():
+    """Google's numbers too: 1 is PROCESS_AS_COMPLETE, 2 PROCESS_AS_INCREMENTAL."""
+    by_number = parse_feed(feed([entry()], processing_instruction=1)).metadata
+    assert by_number.processing_instruction == "PROCESS_AS_COMPLETE"
+    legacy = parse_feed(feed([entry()], processing_instruction="PROCESS_UNKNOWN")).metadata
+    assert legacy.processing_instruction == "PROCESS_UNKNOWN"
+    assert parse_feed([entry()]).metadata.processing_instruction == "PROCESS_UNKNOWN"
 
 
 def test_an_older_feed_than_the_one_loaded_is_refused(tmp_path, store_args, known):
@@ -204,3 +211,38 @@ def test_inventory_load_reports_progress_on_stderr_and_the_result_on_stdout(
     lines = err.splitlines()
     assert lines[-1] == f"loading {path}: 5/5 merchants, 5 slots"
     assert len(lines) == 5
+
+
+def test_a_feed_with_a_bad_slot_loads_nobody_and_records_no_generation(broker):
+    good = parse_feed([entry()])["m-1"]
+    bad = [
+        InventorySlot(good[0].slot.__class__(**{**good[0].slot.__dict__, "merchant_id": "m-2"}), -1)
+    ]
+    with pytest.raises(BrokerError) as refused_load:
+        broker.load_inventories({"m-1": good, "m-2": bad}, generation=900)
+    assert refused_load.value.reason is Reason.INVALID_FIELD
+    assert broker.inventory_state("m-1") is InventoryState.NONE
+    broker.load_inventories({"m-1": good}, generation=800)  # 900 was never recorded
+
+
+def test_serve_skips_an_inventory_older_than_the_one_loaded(tmp_path, store_args, known):
+    newer = write(tmp_path, "new.json", feed([entry(spots_open=5)], generation_timestamp=200))
+    older = write(tmp_path, "old.json", feed([entry(spots_open=1)], generation_timestamp=100))
+    assert load(store_args, newer, complete=False).returncode == 0
+    with ServeProcess([*store_args, "--inventory", older], env=clean_env()) as serve:
+        serve.wait_listening()
+        assert any("not loading" in line for line in serve.lines), serve.lines
+    assert [item.capacity for item in known.get_inventory("m-1")] == [5]
+
+
+def test_of_two_racing_loaders_the_older_feed_never_overwrites_a_merchant(broker):
+    """Loader B (newer) has written m-1 while loader A (older) recorded its generation
+    first: A's write of m-1 is refused, per merchant, and m-1 keeps B's slots."""
+    slot = parse_feed([entry()])["m-1"][0].slot
+    broker.replace_inventory("m-1", [InventorySlot(slot, 7)], generation=11)
+    with pytest.raises(BrokerError) as refused_load:
+        broker.load_inventories({"m-1": [InventorySlot(slot, 1)]}, generation=10)
+    assert refused_load.value.reason is Reason.FEED_OUTDATED
+    assert [item.capacity for item in broker.get_inventory("m-1")] == [7]
+    broker.load_inventories({"m-1": [InventorySlot(slot, 9)]}, generation=12)
+    assert [item.capacity for item in broker.get_inventory("m-1")] == [9]

@@ -10,12 +10,12 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 class ProcessingInstruction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    PROCESS_INSTRUCTION_UNSPECIFIED: _ClassVar[ProcessingInstruction]
-    PROCESS_AS_SNAPSHOT: _ClassVar[ProcessingInstruction]
+    PROCESS_UNKNOWN: _ClassVar[ProcessingInstruction]
     PROCESS_AS_COMPLETE: _ClassVar[ProcessingInstruction]
-PROCESS_INSTRUCTION_UNSPECIFIED: ProcessingInstruction
-PROCESS_AS_SNAPSHOT: ProcessingInstruction
+    PROCESS_AS_INCREMENTAL: _ClassVar[ProcessingInstruction]
+PROCESS_UNKNOWN: ProcessingInstruction
 PROCESS_AS_COMPLETE: ProcessingInstruction
+PROCESS_AS_INCREMENTAL: ProcessingInstruction
 
 class AvailabilityFeed(_message.Message):
     __slots__ = ("metadata", "service_availability")
