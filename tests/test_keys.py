@@ -434,3 +434,19 @@ def test_merchants_differing_in_braces_use_different_hash_tags():
     kb = KeyBuilder("lb")
     tags = {hash_tag(kb.inventory(m)) for m in CLUSTER_MERCHANTS}
     assert len(tags) == len(CLUSTER_MERCHANTS)
+
+
+def test_the_control_character_check_is_exactly_unicode_cc_and_cs():
+    """check_id's regex stands for a per-character category lookup: same verdict on every
+    code point."""
+    import unicodedata
+
+    from leasebroker.core.validation import _CONTROL_RE
+
+    differ = [
+        hex(point)
+        for point in range(0x110000)
+        if (unicodedata.category(chr(point)) in ("Cc", "Cs"))
+        != bool(_CONTROL_RE.search(chr(point)))
+    ]
+    assert differ == []

@@ -200,9 +200,10 @@ class KeyBuilder:
         """``lb:{<merchant>}``: the hash-tagged root all of a merchant's keys share."""
         return f"{self.prefix}:{{{encode_component(merchant_id)}}}"
 
-    def slot(self, slot: SlotId) -> str:
-        """Occupancy of one slot: ZSET of lease ids scored by expiry (ms since the epoch)."""
-        return f"{self.merchant_root(slot.merchant_id)}:slot:{slot.field()}"
+    def slot(self, slot: SlotId, field: str | None = None) -> str:
+        """Occupancy of one slot: ZSET of lease ids scored by expiry (ms since the epoch).
+        ``field``: the slot's :meth:`SlotId.field`, when the caller has it already."""
+        return f"{self.merchant_root(slot.merchant_id)}:slot:{field or slot.field()}"
 
     def lease(self, merchant_id: str, token: str) -> str:
         """One lease record (HASH), expiring with the lease."""

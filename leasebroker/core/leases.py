@@ -139,8 +139,9 @@ class LeaseOps(BrokerCore):
         slot = request.slot
         merchant = slot.merchant_id
         token = new_token()
+        field = slot.field()  # once: the key and the script both need it
         keys = [
-            self.keys.slot(slot),
+            self.keys.slot(slot, field),
             self.keys.inventory(merchant),
             self.keys.client_ref(merchant, request.client_reference),
             self.keys.lease(merchant, token),
@@ -153,7 +154,7 @@ class LeaseOps(BrokerCore):
         args = [
             make_public_id(IdKind.LEASE, merchant, token),
             request_fingerprint(request),
-            slot.field(),
+            field,
             config.default_capacity,
             floor_ms(slot.start_ns),
             "" if expiry is None else floor_ms(expiry),
