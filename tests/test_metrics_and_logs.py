@@ -362,3 +362,19 @@ def test_a_failing_periodic_task_logs_once(caplog: pytest.LogCaptureFixture) -> 
     assert messages[0] == "lease-sweeper failed: STORE_UNAVAILABLE: the lease store is unreachable"
     assert re.fullmatch(r"lease-sweeper works again after \d+ s \(10 failures\)", messages[1])
     assert len(messages) == 2
+
+
+def test_processes_sharing_a_multiprocess_directory_are_one_scrape(tmp_path: Path) -> None:
+    """prometheus-client's multiprocess mode: two serve processes write to one
+    PROMETHEUS_MULTIPROC_DIR, and the one that serves /metrics shows both's calls."""
+    env = clean_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    with ServeProcess(["--metrics-port", "0"], env=env) as first:
+        start(first)
+        with ServeProcess([], env=env) as second:
+            start(second)
+            for serve in (first, second):
+                with grpc.insecure_channel(serve.target) as channel:
+                    pb_grpc.BookingServiceStub(channel).CreateLease(create_request(), timeout=30)
+            text = scrape(first.metrics_url)
+    ok = {"service": "BookingService", "method": "CreateLease", "code": "OK"}
+    assert sample(text, "leasebroker_rpcs_total", **ok) == 2
