@@ -87,3 +87,12 @@ def test_the_manifest_is_strict_valid_kubernetes(version: str) -> None:
     assert documents
     for document in documents:
         kubernetes_validate.validate(document, f"{version}.0", strict=True)
+
+
+def test_compose_yaml_is_a_valid_compose_file() -> None:
+    """Docker Compose v2 is not installable here, so the file is checked against the
+    Compose Specification by compose-spec's parser (strict: an unknown key fails)."""
+    compose_spec = pytest.importorskip("compose_spec")
+    compose = compose_spec.PyCompose.from_yaml(COMPOSE.read_text())
+    assert compose.validate() is None
+    assert set(compose.service_names()) == {"redis", "leasebroker"}
