@@ -14,6 +14,8 @@ import pytest
 from support import (
     HOUR_NS,
     MERCHANT,
+    PAST_SHORT_HOLD_S,
+    SHORT_HOLD,
     START_NS,
     booking_request,
     events,
@@ -29,7 +31,7 @@ from support import (
 
 from leasebroker.core.errors import Reason
 from leasebroker.core.model import InventorySlot
-from leasebroker.core.sweeper import SweeperThread, sweep_once
+from leasebroker.core.sweeper import SweeperThread, sweep_due, sweep_once
 
 SHORT = {"default_hold_ms": 150, "max_hold_ms": 60_000}
 # Fields every event of a type carries (besides "type").
@@ -382,3 +384,67 @@ def test_sweeper_thread_reports_expiries(make_broker, redis_client, clock):
         thread.stop()
     assert not thread.is_alive()
     assert [e["lease_id"] for e in expired_events(redis_client, broker)] == [lease.lease_id]
+
+
+# ================================================================ the due index
+
+
+def counting(broker) -> Counter:
+    """Count the Redis commands the broker's client sends from now on."""
+    sent: Counter = Counter()
+    original = broker.client.execute_command
+
+    def execute(*args, **kwargs):
+        sent[str(args[0]).upper()] += 1
+        return original(*args, **kwargs)
+
+    broker.client.execute_command = execute
+    return sent
+
+
+def test_an_idle_sweeper_pass_costs_two_calls_whatever_the_merchants(make_broker):
+    broker = make_broker()
+    for i in range(300):
+        broker.register_merchant(f"m-{i}")
+    sent = counting(broker)
+    assert sweep_due(broker) == 0
+    assert sum(sent.values()) == 2, sent  # TIME and ZRANGEBYSCORE of the due index
+
+
+def test_the_due_index_leads_the_sweeper_to_expired_leases(make_broker, redis_client, clock):
+    broker = make_broker(default_hold_ms=150, max_hold_ms=60_000)
+    for i in range(3):
+        broker.create_lease(lease_request(merchant_id=f"m-{i}", client_reference="r"))
+    long = broker.create_lease(lease_request(merchant_id="m-long", **long_expiry()))
+    assert sweep_due(broker) == 0  # nothing is due yet
+    clock.advance(PAST_SHORT_HOLD_S)
+    assert sweep_due(broker) == 3
+    assert sweep_due(broker) == 0
+    # Swept merchants left the index; the one with a live lease waits at its expiry.
+    due = dict(redis_client.zrange(broker.keys.due(), 0, -1, withscores=True))
+    assert due == {b"m-long": float(long.expires_at_ms)}
+
+
+def test_the_full_pass_finds_what_a_lost_index_write_left_behind(make_broker, redis_client, clock):
+    broker = make_broker(**SHORT_HOLD)
+    broker.create_lease(lease_request(client_reference="r"))
+    redis_client.delete(broker.keys.due())  # as if the ZADD after the script were lost
+    clock.advance(PAST_SHORT_HOLD_S)
+    assert sweep_due(broker) == 0
+    assert sweep_once(broker) == 1  # serve runs one at start and every FULL_PASS_S
+
+
+def test_serve_s_sweeper_thread_makes_full_passes_too(make_broker, redis_client, clock):
+    broker = make_broker(**SHORT_HOLD)
+    broker.create_lease(lease_request(client_reference="r"))
+    redis_client.delete(broker.keys.due())
+    clock.advance(PAST_SHORT_HOLD_S)
+    thread = SweeperThread(broker, interval_s=0.05, full_pass_s=0.2)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not [e for e in events(redis_client, broker) if e["type"] == "lease.expired"]:
+            assert time.monotonic() < deadline, "no full pass swept the lease"
+            time.sleep(0.05)
+    finally:
+        thread.stop()

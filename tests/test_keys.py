@@ -27,6 +27,7 @@ from leasebroker.core.keys import (
 )
 from leasebroker.core.model import InventorySlot, LeaseRequest
 from leasebroker.core.scripts import BoundScript, load_sources
+from leasebroker.core.sweeper import sweep_due
 from leasebroker.core.units import NS_PER_MS, NS_PER_S
 
 # Ids chosen to attack the key layout: separators, the hash tag braces, the escape
@@ -411,15 +412,15 @@ def test_every_script_of_the_lifecycle_stays_in_one_cluster_slot(
         broker.replace_inventory(m, [InventorySlot(later, 3), InventorySlot(other, 3)])
         broker.set_capacity(soon, 3)
     clock.pass_ms(soon_ms)
+    assert sweep_due(broker) == len(merchants)  # through the due index
     for m in merchants:
-        assert broker.sweep_expired(m, 100) == 1
         assert (broker.prune(m, 0).bookings, broker.prune(m, 0).bookings) == (2, 0)
     assert broker.denied_commands() == []  # the start-up permission probe
     broker.load_inventories({}, generation=1_800_000_000)  # the feed generation record
 
     assert {name for name, _ in recorded_calls} == set(load_sources())
     for name, keys in recorded_calls:
-        if name in ("check_permissions", "record_feed_generation"):  # one key, no merchant
+        if name in ("check_permissions", "record_feed_generation", "advance_due"):  # one key
             assert len(keys) == 1
             continue
         tags = {hash_tag(key) for key in keys}

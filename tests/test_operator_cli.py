@@ -732,7 +732,8 @@ def test_events_follow_from_now_on_an_empty_stream(
 # --- keys -------------------------------------------------------------------------------
 
 LAYOUT_KINDS = words(
-    "slot lease ref inventory fences leases events booking bookings merchants settings feed probe"
+    "slot lease ref inventory fences leases events booking bookings merchants due "
+    "settings feed probe"
 )
 
 
@@ -751,7 +752,7 @@ def test_keys_prints_the_layout_with_example_names(run, key_prefix):
     assert rows["feed"]["EXAMPLE"] == builder.feed()
     assert rows["lease"]["EXAMPLE"] == builder.lease("merchant-1", "<token>")
     assert rows["slot"]["EXAMPLE"].startswith(builder.merchant_root("merchant-1") + ":slot:")
-    types = words("zset hash hash hash hash zset stream hash zset set string hash any")
+    types = words("zset hash hash hash hash zset stream hash zset set zset string hash any")
     assert [row["TYPE"] for row in rows.values()] == types
     assert all(row["HOLDS"] != "-" and row["TTL"] != "-" for row in rows.values())
     assert rows["events"]["TTL"] == "none; entries older than 1h are trimmed at each append"

@@ -93,6 +93,10 @@ class BrokerCore:
         self.redis_clock = RedisClock()
         self._cluster = isinstance(client, redis.cluster.RedisCluster)
         self._registered: dict[str, float] = {}
+        # The due index entries this process wrote last (core/due.py): merchant ->
+        # (expiry ms, monotonic time of the write).
+        self._marks: dict[str, tuple[int, float]] = {}
+        self._marks_lock = threading.Lock()
         self._registry_lock = threading.Lock()
 
     def _call(self, name: str, keys: Sequence[str], args: Sequence[str | bytes | int]) -> list:

@@ -245,6 +245,10 @@ class KeyBuilder:
         """The newest feed loaded: its generation_timestamp and nonce (HASH; no hash tag)."""
         return f"{self.prefix}:feed"
 
+    def due(self) -> str:
+        """The sweeper's due index (ZSET merchant -> earliest unswept expiry ms; a hint)."""
+        return f"{self.prefix}:due"
+
     def settings(self) -> str:
         """The deciding settings every process on this prefix uses (JSON string)."""
         return f"{self.prefix}:settings"

@@ -8,7 +8,8 @@ from typing import Any
 
 import msgpack
 
-from leasebroker.core.base import BrokerCore, Refusals
+from leasebroker.core.base import Refusals
+from leasebroker.core.due import DueOps
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.keys import (
     NOTHING_OFFERED_FIELD,
@@ -125,7 +126,7 @@ def _optional_int(value: bytes | None) -> int | None:
     return None if value is None else int(value)
 
 
-class LeaseOps(BrokerCore):
+class LeaseOps(DueOps):
     """Creating and managing leases."""
 
     def create_lease(self, request: LeaseRequest) -> Lease:
@@ -178,6 +179,8 @@ class LeaseOps(BrokerCore):
             self.register_merchant(merchant)
         except BrokerError as error:
             log.warning("could not register merchant for the expiry sweeper: %s", error)
+        if outcome is Outcome.OK:
+            self.mark_due(merchant, int(reply[2]))
         return Lease(
             lease_id=reply[1].decode(),
             slot=slot,
