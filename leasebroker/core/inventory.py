@@ -31,10 +31,13 @@ class InventoryOps(BrokerCore):
         and bookings are not touched. With the feed's ``generation``, a merchant that
         already holds a newer feed's slots is left alone (FEED_OUTDATED).
         """
-        if any(item.slot.merchant_id != merchant_id for item in slots):
-            raise ValueError(f"every slot must belong to merchant {merchant_id!r}")
-        for item in slots:
-            raise_if_invalid(_capacity_violations(item.slot, item.capacity))
+        _check_inventory(merchant_id, slots)
+        return self._write_inventory(merchant_id, slots, generation)
+
+    def _write_inventory(
+        self, merchant_id: str, slots: Sequence[InventorySlot], generation: int | None
+    ) -> int:
+        """:meth:`replace_inventory` for slots already checked."""
         self.register_merchant(merchant_id)
         args: list[str | int] = [
             self.config.events_retention_ms,
@@ -77,10 +80,7 @@ class InventoryOps(BrokerCore):
         with FEED_OUTDATED).
         """
         for merchant_id, items in inventories.items():
-            if any(item.slot.merchant_id != merchant_id for item in items):
-                raise ValueError(f"every slot must belong to merchant {merchant_id!r}")
-            for item in items:
-                raise_if_invalid(_capacity_violations(item.slot, item.capacity))
+            _check_inventory(merchant_id, items)
         if generation is not None:
             raise_if_invalid([check_int(generation, "generation_timestamp", 0, MAX_SCRIPT_INT)])
             reply = self._call(
@@ -92,7 +92,7 @@ class InventoryOps(BrokerCore):
                 raise _outdated(generation, int(reply[1]))
         slots = 0
         for done, (merchant, items) in enumerate(inventories.items(), start=1):
-            slots += self.replace_inventory(merchant, items, generation)
+            slots += self._write_inventory(merchant, items, generation)
             if progress is not None:
                 progress(done, slots)
         withdrawn = self._withdraw_others(inventories, generation) if complete else []
@@ -112,7 +112,7 @@ class InventoryOps(BrokerCore):
         """Leave every known merchant not in ``inventories`` offering nothing."""
         withdrawn = [m for m in self.merchants() if m not in inventories]
         for merchant_id in withdrawn:
-            self.replace_inventory(merchant_id, [], generation)
+            self._write_inventory(merchant_id, [], generation)
         return withdrawn
 
     def set_capacity(self, slot: SlotId, capacity: int) -> int | None:
@@ -172,6 +172,14 @@ class InventoryOps(BrokerCore):
             holds=int(reply[3]),
             bookings=int(reply[4]),
         )
+
+
+def _check_inventory(merchant_id: str, slots: Sequence[InventorySlot]) -> None:
+    """INVALID_FIELD for a bad slot or capacity; ValueError for a slot of another merchant."""
+    if any(item.slot.merchant_id != merchant_id for item in slots):
+        raise ValueError(f"every slot must belong to merchant {merchant_id!r}")
+    for item in slots:
+        raise_if_invalid(_capacity_violations(item.slot, item.capacity))
 
 
 def _capacity_violations(slot: SlotId, capacity: int) -> list[FieldViolation]:
