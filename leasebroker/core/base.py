@@ -21,12 +21,7 @@ from leasebroker.core.permissions import REQUIRED_COMMANDS
 from leasebroker.core.redis_errors import is_unavailable
 from leasebroker.core.scripts import Scripts
 from leasebroker.core.settings import BrokerConfig
-from leasebroker.core.validation import (
-    check_instant,
-    merchant_violations,
-    raise_if_invalid,
-    slot_violations,
-)
+from leasebroker.core.validation import raise_if_invalid, selection_violations
 
 log = logging.getLogger(__name__)
 
@@ -171,16 +166,7 @@ class BrokerCore:
         start_before_ns: int | None = None,
     ) -> None:
         """INVALID_FIELD for a malformed merchant id, slot or time bound that a read names."""
-        problems = merchant_violations(merchant_id)
-        if slot is not None:
-            problems += [v for v in slot_violations(slot) if v.field != "merchant_id"]
-        for bound, name in (
-            (start_from_ns, "start_time_from"),
-            (start_before_ns, "start_time_before"),
-        ):
-            if bound is not None:
-                problems.append(check_instant(bound, name))
-        raise_if_invalid(problems)
+        raise_if_invalid(selection_violations(merchant_id, slot, start_from_ns, start_before_ns))
 
     def denied_commands(self) -> list[str]:
         """The commands the broker needs that this Redis user may not run (empty: all

@@ -35,10 +35,17 @@ def settings_json(config: BrokerConfig) -> str:
     return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
 
-def differences(config: BrokerConfig, other: BrokerConfig, fields: set[str]) -> list[str]:
-    """``name: ours vs theirs`` for each of ``fields`` whose values differ."""
+def differences(
+    config: BrokerConfig,
+    other: BrokerConfig,
+    fields: set[str],
+    labels: tuple[str, str] = ("given", "stored"),
+) -> list[str]:
+    """``name: ours (given) vs theirs (stored)`` for each of ``fields`` whose values
+    differ; ``labels`` names the two sides."""
+    ours, theirs = labels
     return [
-        f"{name}: {getattr(config, name)} (given) vs {getattr(other, name)} (stored)"
+        f"{name}: {getattr(config, name)} ({ours}) vs {getattr(other, name)} ({theirs})"
         for name in DECIDING_FIELDS
         if name in fields and getattr(config, name) != getattr(other, name)
     ]
@@ -90,9 +97,7 @@ class SettingsOps(BrokerCore):
             return False
         log.info(
             "settings changed by leasebroker config set: %s",
-            ", ".join(differences(stored, self.config, set(DECIDING_FIELDS)))
-            .replace("(given)", "(now)")
-            .replace("(stored)", "(before)"),
+            ", ".join(differences(stored, self.config, set(DECIDING_FIELDS), ("now", "before"))),
         )
         self.config = stored
         return True

@@ -128,6 +128,24 @@ def slot_violations(slot: SlotId) -> list[FieldViolation]:
     return [v for v in checks if v is not None]
 
 
+def selection_violations(
+    merchant_id: str,
+    slot: SlotId | None = None,
+    start_from_ns: int | None = None,
+    start_before_ns: int | None = None,
+) -> list[FieldViolation]:
+    """Everything wrong with what a read names: a merchant, maybe one of its slots, and
+    a range of slot starts."""
+    problems = merchant_violations(merchant_id)
+    if slot is not None:
+        problems += [v for v in slot_violations(slot) if v.field != "merchant_id"]
+    for bound, name in ((start_from_ns, "start_time_from"), (start_before_ns, "start_time_before")):
+        problem = None if bound is None else check_instant(bound, name)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
 def lease_request_violations(request: LeaseRequest) -> list[FieldViolation]:
     """Everything wrong with a CreateLease request that can be told without a clock."""
     checks = [

@@ -14,7 +14,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from leasebroker.api.v0 import booking_service_pb2 as v0
 from leasebroker.api.v1 import admin_pb2 as pb
-from leasebroker.core.base import BrokerCore
 from leasebroker.core.errors import BrokerError, FieldViolation, Reason
 from leasebroker.core.keys import SlotId
 from leasebroker.core.model import (
@@ -33,6 +32,7 @@ from leasebroker.core.validation import (
     check_instant,
     merchant_violations,
     raise_if_invalid,
+    selection_violations,
     slot_violations,
 )
 from leasebroker.wire.booking_convert import duration_ns, timestamp_ns
@@ -151,13 +151,8 @@ def list_filter_from_proto(request: pb.ListLeasesRequest | pb.ListBookingsReques
     both = start_from is not None and start_before is not None
     if both and not shape and start_before <= start_from:
         shape.append(FieldViolation("start_time_before", "must be after start_time_from"))
-    if shape:
-        try:
-            BrokerCore.check_selection(merchant, slot)
-            checks: list[FieldViolation] = []
-        except BrokerError as error:
-            checks = list(error.violations)
-        SELECTION_FIELDS.raise_all(shape, checks)
+    if shape:  # the core checks the values once, in the list operation, when the shape is right
+        SELECTION_FIELDS.raise_all(shape, selection_violations(merchant, slot))
     return ListFilter(merchant, slot, start_from, start_before)
 
 
