@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 
 from leasebroker.core.background import Periodic
 from leasebroker.core.broker import LeaseBroker
@@ -34,27 +35,27 @@ FULL_PASS_S = 1800.0
 def sweep_once(broker: LeaseBroker, batch: int = DEFAULT_BATCH) -> int:
     """A full pass: every registered merchant, re-seeding the due index; returns how
     many leases it marked expired."""
-    return _reported(broker, broker.merchants(), batch, seed=True)
+    return _sweep(broker, [(merchant, None) for merchant in broker.merchants()], batch)
 
 
 def sweep_due(broker: LeaseBroker, batch: int = DEFAULT_BATCH) -> int:
     """A pass over the merchants due now; returns how many leases it marked expired."""
-    due = broker.due_merchants(broker.now_ms(), DUE_MERCHANTS)
-    return _reported(broker, due, batch, seed=False)
+    return _sweep(broker, broker.due_merchants(broker.now_ms(), DUE_MERCHANTS), batch)
 
 
-def _reported(broker: LeaseBroker, merchants: list, batch: int, *, seed: bool) -> int:
+def _sweep(broker: LeaseBroker, merchants: Sequence[tuple[str, int | None]], batch: int) -> int:
+    """Sweep each merchant, then move its due-index entry: from the score it was found
+    due at, or (None, a full pass) to wherever its lease index says."""
     swept = lateness_ms = 0
     try:
-        for entry in merchants:
-            merchant = entry if seed else entry[0]
+        for merchant, due_score in merchants:
             count, late_ms = broker.sweep_merchant(merchant, batch)
             swept += count
             lateness_ms = max(lateness_ms, late_ms)
-            if seed:
+            if due_score is None:
                 broker.seed_due(merchant)
             else:
-                broker.settle_due(merchant, entry[1])
+                broker.settle_due(merchant, due_score)
     except Exception:
         observer().sweep_failed()
         raise
