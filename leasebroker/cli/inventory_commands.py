@@ -77,7 +77,7 @@ def inventory_set(session: Session) -> int:
         staff_id=args.staff,
         room_id=args.room,
     )
-    had_inventory = broker.has_inventory(args.merchant)
+    had_inventory = broker.inventory_state(args.merchant) is not InventoryState.NONE
     with _OPTIONS:
         previous = broker.set_capacity(slot, args.capacity)
     if not had_inventory:

@@ -127,7 +127,3 @@ class InspectionOps(BrokerCore):
     def is_registered(self, merchant_id: str) -> bool:
         """Whether the merchant is in the registry the expiry sweeper walks."""
         return bool(self._read(self.client.sismember, self.keys.merchants(), merchant_id))
-
-    def has_inventory(self, merchant_id: str) -> bool:
-        """Whether the merchant has a loaded inventory (then only listed slots are offered)."""
-        return bool(self._read(self.client.exists, self.keys.inventory(merchant_id)))
