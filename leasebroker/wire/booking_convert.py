@@ -30,6 +30,8 @@ LEASE_FIELDS = FieldPaths(
         "requested_expiry": "lease.lease_expiration_time",
     },
 )
+# The core's own names, unchanged (a conversion run inside LEASE_FIELDS).
+CORE_FIELDS = FieldPaths("")
 # UpdateBooking's: the booking's own fields.
 BOOKING_FIELDS = FieldPaths("booking")
 
@@ -86,11 +88,10 @@ def lease_request_from_proto(lease: pb.Lease) -> LeaseRequest:
         availability_tag=lease.availability_tag,
         requested_expiry_ns=expiry,
     )
-    if violations:
-        # Report shape and value problems together, without repeating a field.
-        seen = {v.field for v in violations}
-        violations += [v for v in lease_request_violations(request) if v.field not in seen]
-        raise_if_invalid(violations)
+    if (
+        violations
+    ):  # shape and value problems together, in the core's names (LEASE_FIELDS maps them)
+        CORE_FIELDS.raise_all(violations, lease_request_violations(request))
     return request
 
 
