@@ -11,9 +11,10 @@ end
 -- Append one event to a merchant's stream, trimming (approximately: whole macro nodes)
 -- the entries older than retention ms, so a stream is bounded by time, not by a
 -- count that would hold days of a quiet merchant and minutes of a busy one.
--- fields: flat list name, value, ...
-local function emit(stream, retention, kind, fields)
-  local oldest = math.max(0, now_ms() - tonumber(retention))
+-- now: the script's reading of Redis's clock (one TIME call per script); fields:
+-- flat list name, value, ...
+local function emit(stream, retention, now, kind, fields)
+  local oldest = math.max(0, now - tonumber(retention))
   redis.call('XADD', stream, 'MINID', '~', oldest, '*', 'type', kind, unpack(fields))
 end
 
@@ -87,4 +88,10 @@ end
 -- its client has given up waiting, so the script must not act for it.
 local function past_deadline(now, deadline)
   return deadline ~= '' and now > tonumber(deadline)
+end
+
+-- Whether key is the occupancy key of the slot named field (records keep the slot's
+-- name, not its key; the caller builds the key from the name it read).
+local function is_slot_key(key, field)
+  return field ~= false and string.sub(key, -(#field + 6)) == ':slot:' .. field
 end

@@ -41,11 +41,11 @@ local now = now_ms()
 if past_deadline(now, ARGV[11]) then
   return {OUTCOME.DEADLINE_PASSED}
 end
-local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_field',
-  'expires_ms', 'fence', 'booking_id', 'booking_fp', 'start_ms')
-local lease_id, state, slot, field = lease[1], lease[2], lease[3], lease[4]
-local expires, fence, booked_as, booked_fp = tonumber(lease[5]), lease[6], lease[7], lease[8]
-if lease_id ~= ARGV[1] or slot ~= KEYS[2] then
+local lease = redis.call('HMGET', KEYS[1], 'state', 'slot_field', 'expires_ms', 'fence',
+  'booking_id', 'booking_fp', 'start_ms')
+local lease_id, state, field = ARGV[1], lease[1], lease[2]
+local expires, fence, booked_as, booked_fp = tonumber(lease[3]), lease[4], lease[5], lease[6]
+if not state or not is_slot_key(KEYS[2], field) then
   return {OUTCOME.LEASE_NOT_FOUND}
 end
 if state == LEASE_STATE.CONSUMED then
@@ -75,7 +75,7 @@ end
 -- The booking record is the first write, and one that grows memory: under
 -- maxmemory (noeviction) Redis refuses the script there, before anything changed.
 local booking_id = ARGV[2]
-local start_ms = lease[9]
+local start_ms = lease[7]
 redis.call('HSET', KEYS[4],
   'booking_id', booking_id, 'lease_id', lease_id, 'status', BOOKING_STATUS.CONFIRMED,
   'slot', KEYS[2], 'slot_field', field, 'start_ms', start_ms, 'start_ns', ARGV[9], 'duration_ns', ARGV[10],
@@ -93,8 +93,8 @@ redis.call('HSET', KEYS[1], 'state', LEASE_STATE.CONSUMED, 'booking_id', booking
 redis.call('PEXPIREAT', KEYS[1], expires + tonumber(ARGV[7]))
 redis.call('ZREM', KEYS[6], lease_id)
 
-emit(KEYS[7], ARGV[8], 'lease.consumed', {'lease_id', lease_id, 'slot', field,
+emit(KEYS[7], ARGV[8], now, 'lease.consumed', {'lease_id', lease_id, 'slot', field,
   'fence', fence, 'booking_id', booking_id, 'at_ms', now})
-emit(KEYS[7], ARGV[8], 'booking.created', {'booking_id', booking_id, 'slot', field,
+emit(KEYS[7], ARGV[8], now, 'booking.created', {'booking_id', booking_id, 'slot', field,
   'lease_id', lease_id, 'fence', fence, 'at_ms', now})
 return {OUTCOME.OK, booking_id, tonumber(fence), now}

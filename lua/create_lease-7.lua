@@ -2,7 +2,7 @@
 --
 -- KEYS[1]  slot occupancy   ZSET    member lease/booking id, score expiry ms (bookings: +inf)
 -- KEYS[2]  inventory        HASH    slot field -> capacity (absent: merchant has no inventory)
--- KEYS[3]  client ref       HASH    lease, fp, expires_ms (idempotency entry)
+-- KEYS[3]  client ref       HASH    lease, fp, expires_ms, fence (idempotency entry)
 -- KEYS[4]  lease record     HASH    for the new lease (fields listed at the write below)
 -- KEYS[5]  fences           HASH    slot field -> last fencing token handed out
 -- KEYS[6]  lease index      ZSET    lease id -> expiry ms, every lease not yet swept
@@ -16,12 +16,13 @@
 -- ARGV[6]  requested expiry, ms since the epoch (floor), or "" for the default hold
 -- ARGV[7]  default hold, ms
 -- ARGV[8]  maximum hold, ms
--- ARGV[9]  lease data (msgpack, opaque here: stored as it is, never decoded)
+-- ARGV[9]  client reference (stored in the record as it is)
 -- ARGV[10] record retention after expiry, ms (for inspection and the sweeper)
 -- ARGV[11] event retention, ms: older entries are trimmed (approximately)
 -- ARGV[12] the caller's deadline, ms on Redis's clock, or "" for none
 -- ARGV[13] the service marker field of the slot's service (in the inventory HASH)
 -- ARGV[14] the "nothing offered" marker field of a withdrawn merchant
+-- ARGV[15] availability tag, or "" for none (not stored then)
 --
 -- Returns {OUTCOME.OK, lease_id, expires_ms, fence}          new hold written
 --         {OUTCOME.REPLAYED, lease_id, expires_ms, fence}    same reference + request: that lease
@@ -37,6 +38,10 @@
 --
 -- Redis TIME is the only clock: a hold is live while its expiry is after now, and
 -- stops counting at that very millisecond, whether or not Redis has dropped it yet.
+--
+-- The record keeps only what cannot be derived: the slot's service, start, duration,
+-- staff and room are in its name, the merchant and token in the key. Every value is
+-- short, so Redis keeps the HASH in its compact listpack encoding.
 
 local bad = bad_argument({[4] = 'int', [5] = 'int', [6] = 'int?', [7] = 'int', [8] = 'int',
   [10] = 'int', [11] = 'int', [12] = 'int?'})
@@ -51,7 +56,9 @@ end
 
 local ref = redis.call('HMGET', KEYS[3], 'lease', 'fp', 'expires_ms', 'fence')
 if ref[1] and tonumber(ref[3]) > now then
-  if ref[2] == ARGV[2] then
+  -- An entry written before fingerprints were shortened holds 64 digits, of which
+  -- today's are the first 32.
+  if string.sub(ref[2], 1, #ARGV[2]) == ARGV[2] then
     return {OUTCOME.REPLAYED, ref[1], tonumber(ref[3]), tonumber(ref[4])}
   end
   return {OUTCOME.CLIENT_REFERENCE_IN_USE, ref[1]}
@@ -95,10 +102,14 @@ redis.call('ZADD', KEYS[1], expires, lease_id)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 refresh_slot_ttl(KEYS[1])
 
-redis.call('HSET', KEYS[4],
-  'lease_id', lease_id, 'state', LEASE_STATE.HELD, 'slot', KEYS[1], 'slot_field', ARGV[3],
-  'client_ref', KEYS[3], 'fp', ARGV[2], 'fence', fence,
-  'start_ms', start, 'created_ms', now, 'expires_ms', expires, 'data', ARGV[9])
+if ARGV[15] == '' then
+  redis.call('HSET', KEYS[4], 'state', LEASE_STATE.HELD, 'slot_field', ARGV[3],
+    'ref', ARGV[9], 'fence', fence, 'start_ms', start, 'created_ms', now, 'expires_ms', expires)
+else
+  redis.call('HSET', KEYS[4], 'state', LEASE_STATE.HELD, 'slot_field', ARGV[3],
+    'ref', ARGV[9], 'fence', fence, 'start_ms', start, 'created_ms', now, 'expires_ms', expires,
+    'tag', ARGV[15])
+end
 redis.call('PEXPIREAT', KEYS[4], expires + tonumber(ARGV[10]))
 
 redis.call('HSET', KEYS[3], 'lease', lease_id, 'fp', ARGV[2], 'expires_ms', expires,
@@ -106,7 +117,7 @@ redis.call('HSET', KEYS[3], 'lease', lease_id, 'fp', ARGV[2], 'expires_ms', expi
 redis.call('PEXPIREAT', KEYS[3], expires)
 
 redis.call('ZADD', KEYS[6], expires, lease_id)
-emit(KEYS[7], ARGV[11], 'lease.created', {'lease_id', lease_id, 'slot', ARGV[3],
+emit(KEYS[7], ARGV[11], now, 'lease.created', {'lease_id', lease_id, 'slot', ARGV[3],
   'fence', fence, 'expires_ms', expires, 'at_ms', now})
 
 return {OUTCOME.OK, lease_id, expires, fence}

@@ -31,38 +31,39 @@ if bad then
 end
 
 local now = now_ms()
-local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_field',
-  'expires_ms', 'client_ref', 'booking_id', 'fence', 'created_ms', 'start_ms')
-if lease[1] ~= ARGV[1] or lease[3] ~= KEYS[2] then
+local lease = redis.call('HMGET', KEYS[1], 'state', 'slot_field', 'expires_ms', 'booking_id',
+  'fence', 'created_ms', 'start_ms')
+local state, field, fence = lease[1], lease[2], lease[5]
+if not state or not is_slot_key(KEYS[2], field) then
   return {OUTCOME.LEASE_NOT_FOUND}
 end
-if lease[2] == LEASE_STATE.CONSUMED then
-  return {OUTCOME.LEASE_CONSUMED, lease[7]}
+if state == LEASE_STATE.CONSUMED then
+  return {OUTCOME.LEASE_CONSUMED, lease[4]}
 end
-if lease[2] == LEASE_STATE.RELEASED then
+if state == LEASE_STATE.RELEASED then
   return {OUTCOME.LEASE_RELEASED}
 end
-local expires = tonumber(lease[5])
-if lease[2] ~= LEASE_STATE.HELD or expires <= now then
+local expires = tonumber(lease[3])
+if state ~= LEASE_STATE.HELD or expires <= now then
   return {OUTCOME.LEASE_EXPIRED}
 end
-if ARGV[4] ~= '' and ARGV[4] ~= lease[8] then
-  return {OUTCOME.FENCE_MISMATCH, tonumber(lease[8])}
+if ARGV[4] ~= '' and ARGV[4] ~= fence then
+  return {OUTCOME.FENCE_MISMATCH, tonumber(fence)}
 end
 
-local bound = math.min(tonumber(lease[9]) + tonumber(ARGV[3]), tonumber(lease[10]))
+local bound = math.min(tonumber(lease[6]) + tonumber(ARGV[3]), tonumber(lease[7]))
 local extended = math.max(expires, math.min(tonumber(ARGV[2]), bound))
 if extended > expires then
   redis.call('ZADD', KEYS[2], 'XX', extended, ARGV[1])
   refresh_slot_ttl(KEYS[2])
   redis.call('HSET', KEYS[1], 'expires_ms', extended)
   redis.call('PEXPIREAT', KEYS[1], extended + tonumber(ARGV[5]))
-  if lease[6] == KEYS[3] and redis.call('HGET', KEYS[3], 'lease') == ARGV[1] then
+  if redis.call('HGET', KEYS[3], 'lease') == ARGV[1] then
     redis.call('HSET', KEYS[3], 'expires_ms', extended)
     redis.call('PEXPIREAT', KEYS[3], extended)
   end
   redis.call('ZADD', KEYS[4], extended, ARGV[1])
-  emit(KEYS[5], ARGV[6], 'lease.extended', {'lease_id', ARGV[1], 'slot', lease[4],
-    'fence', lease[8], 'expires_ms', extended, 'at_ms', now})
+  emit(KEYS[5], ARGV[6], now, 'lease.extended', {'lease_id', ARGV[1], 'slot', field,
+    'fence', fence, 'expires_ms', extended, 'at_ms', now})
 end
 return {OUTCOME.OK, extended}

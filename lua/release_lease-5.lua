@@ -2,7 +2,7 @@
 --
 -- KEYS[1]  lease record     HASH    the lease
 -- KEYS[2]  slot occupancy   ZSET    its slot (as read from the record by the caller)
--- KEYS[3]  client ref       HASH    its idempotency entry (freed with it)
+-- KEYS[3]  client ref       HASH    its idempotency entry (freed with it, if still its)
 -- KEYS[4]  lease index      ZSET    lease id -> expiry ms
 -- KEYS[5]  events           STREAM  the merchant's event stream
 --
@@ -22,26 +22,27 @@ if bad then
 end
 
 local now = now_ms()
-local lease = redis.call('HMGET', KEYS[1], 'lease_id', 'state', 'slot', 'slot_field',
-  'expires_ms', 'client_ref', 'booking_id', 'fence')
-if lease[1] ~= ARGV[1] or lease[3] ~= KEYS[2] then
+local lease = redis.call('HMGET', KEYS[1], 'state', 'slot_field', 'expires_ms', 'booking_id',
+  'fence')
+local state, field = lease[1], lease[2]
+if not state or not is_slot_key(KEYS[2], field) then
   return {OUTCOME.LEASE_NOT_FOUND}
 end
-if lease[2] == LEASE_STATE.CONSUMED then
-  return {OUTCOME.LEASE_CONSUMED, lease[7]}
+if state == LEASE_STATE.CONSUMED then
+  return {OUTCOME.LEASE_CONSUMED, lease[4]}
 end
-if lease[2] ~= LEASE_STATE.HELD or tonumber(lease[5]) <= now then
+if state ~= LEASE_STATE.HELD or tonumber(lease[3]) <= now then
   return {OUTCOME.UNCHANGED}
 end
 
 redis.call('ZREM', KEYS[2], ARGV[1])
 refresh_slot_ttl(KEYS[2])
-if lease[6] == KEYS[3] and redis.call('HGET', KEYS[3], 'lease') == ARGV[1] then
+if redis.call('HGET', KEYS[3], 'lease') == ARGV[1] then
   redis.call('DEL', KEYS[3])
 end
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[1], 'state', LEASE_STATE.RELEASED, 'ended_ms', now)
 redis.call('PEXPIREAT', KEYS[1], now + tonumber(ARGV[2]))
-emit(KEYS[5], ARGV[3], 'lease.released', {'lease_id', ARGV[1], 'slot', lease[4],
-  'fence', lease[8], 'at_ms', now})
+emit(KEYS[5], ARGV[3], now, 'lease.released', {'lease_id', ARGV[1], 'slot', field,
+  'fence', lease[5], 'at_ms', now})
 return {OUTCOME.OK}

@@ -48,7 +48,7 @@ end
 local now = now_ms()
 -- The event goes first: XADD is a write that may grow memory, so under maxmemory
 -- (noeviction) Redis refuses the script there, before the old inventory is gone.
-emit(KEYS[2], ARGV[1], 'inventory.loaded', {'slots', slots, 'at_ms', now})
+emit(KEYS[2], ARGV[1], now, 'inventory.loaded', {'slots', slots, 'at_ms', now})
 redis.call('DEL', KEYS[1])
 if slots == 0 then
   redis.call('HSET', KEYS[1], ARGV[2], 0)

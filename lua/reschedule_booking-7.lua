@@ -82,6 +82,6 @@ refresh_slot_ttl(KEYS[2])
 redis.call('HSET', KEYS[1], 'slot', KEYS[3], 'slot_field', ARGV[2], 'start_ms', ARGV[3],
   'start_ns', ARGV[4], 'duration_ns', ARGV[5], 'fence', fence, 'updated_ms', now)
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
-emit(KEYS[6], ARGV[7], 'booking.rescheduled', {'booking_id', ARGV[1], 'from_slot', booking[4],
+emit(KEYS[6], ARGV[7], now, 'booking.rescheduled', {'booking_id', ARGV[1], 'from_slot', booking[4],
   'slot', ARGV[2], 'fence', fence, 'at_ms', now})
 return {OUTCOME.OK, fence}

@@ -28,6 +28,6 @@ if previous == ARGV[2] then
   return {OUTCOME.UNCHANGED, tonumber(previous)}
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], ARGV[4], 1)
-emit(KEYS[2], ARGV[3], 'inventory.capacity_set', {'slot', ARGV[1], 'capacity', ARGV[2],
+emit(KEYS[2], ARGV[3], now, 'inventory.capacity_set', {'slot', ARGV[1], 'capacity', ARGV[2],
   'at_ms', now})
 return {OUTCOME.OK, tonumber(previous or -1)}

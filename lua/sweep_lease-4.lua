@@ -26,19 +26,18 @@ local indexed = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not indexed then
   return {OUTCOME.NOT_DUE}
 end
-local lease = redis.call('HMGET', KEYS[2], 'lease_id', 'state', 'slot', 'slot_field',
-  'expires_ms', 'fence')
-if lease[1] ~= ARGV[1] or lease[2] ~= LEASE_STATE.HELD then
+local lease = redis.call('HMGET', KEYS[2], 'state', 'slot_field', 'expires_ms', 'fence')
+if lease[1] ~= LEASE_STATE.HELD then
   -- Record gone (retention passed) or ended another way: only the index entry is left.
   redis.call('ZREM', KEYS[1], ARGV[1])
   return {OUTCOME.NOT_DUE}
 end
-local expires = tonumber(lease[5])
+local expires = tonumber(lease[3])
 if expires > now then
   redis.call('ZADD', KEYS[1], expires, ARGV[1])
   return {OUTCOME.NOT_DUE}
 end
-if lease[3] ~= KEYS[3] then
+if not is_slot_key(KEYS[3], lease[2]) then
   return {OUTCOME.NOT_DUE}
 end
 
@@ -46,6 +45,6 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 refresh_slot_ttl(KEYS[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], 'state', LEASE_STATE.EXPIRED, 'ended_ms', now)
-emit(KEYS[4], ARGV[2], 'lease.expired', {'lease_id', ARGV[1], 'slot', lease[4],
-  'fence', lease[6], 'expires_ms', expires, 'at_ms', now})
+emit(KEYS[4], ARGV[2], now, 'lease.expired', {'lease_id', ARGV[1], 'slot', lease[2],
+  'fence', lease[4], 'expires_ms', expires, 'at_ms', now})
 return {OUTCOME.OK}

@@ -290,7 +290,8 @@ _VOLATILE = [
     ("stream", STREAM_ID_RE.pattern),
     ("instant", r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"),
     ("epoch", r"(?<![\d.-])\d{13}(?![\d-])"),
-    ("digest", r"\b[0-9a-f]{64}\b"),
+    # SHA-256 digests: whole (64 hex digits) or a fingerprint's first half (32).
+    ("digest", r"\b(?:[0-9a-f]{64}|[0-9a-f]{32})\b"),
     ("ttl", r"\b\d+[dhm](?:\d+[hm])*\d+s\b"),
     ("integer", r"(?<=\(integer\) )\d{4,}\b"),
     ("bytes", r'"\\x[^\n]*"'),
@@ -344,7 +345,7 @@ def line_pattern(line: str, rewriter: Rewriter, binds: dict[str, tuple[str, str]
         elif kind == "epoch":
             out.append(r"\d{13}")
         elif kind == "digest":
-            out.append(r"[0-9a-f]{64}")
+            out.append(f"[0-9a-f]{{{len(value)}}}")
         elif kind == "ttl":
             out.append(r"(?:\d+[dhms])+")
         elif kind == "integer":

@@ -144,7 +144,8 @@ class BrokerCore:
         build = self.keys.lease if is_lease else self.keys.booking
         key = build(parsed.merchant_id, parsed.token)
         record = self._record(key)
-        if record.get(f"{noun}_id") != public_id.encode():
+        # A lease record does not repeat its id: the key, built from the id, names it.
+        if not record or (not is_lease and record.get("booking_id") != public_id.encode()):
             raise BrokerError(reason, f"no such {noun}")
         return parsed, key, record
 

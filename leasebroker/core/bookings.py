@@ -10,7 +10,7 @@ import msgpack
 from leasebroker.core.base import BrokerCore, Refusals
 from leasebroker.core.errors import BrokerError, FieldViolation, Reason
 from leasebroker.core.keys import IdKind, SlotId, make_public_id, new_token
-from leasebroker.core.leases import LEASE_REFUSALS, slot_from_data, slot_matches
+from leasebroker.core.leases import LEASE_REFUSALS, lease_slot, lease_texts, slot_matches
 from leasebroker.core.model import Booking, BookingRequest, BookingStatus
 from leasebroker.core.outcomes import Outcome
 from leasebroker.core.units import NS_PER_MS, floor_ms
@@ -95,8 +95,8 @@ class BookingOps(BrokerCore):
         assert client is not None  # checked just above
         parsed, lease_key, record = self._load(IdKind.LEASE, request.lease_id)
         merchant = parsed.merchant_id
-        data = msgpack.unpackb(record["data"])
-        slot = slot_from_data(data)
+        slot = lease_slot(merchant, record)
+        availability_tag = lease_texts(record)[1]
         token = new_token()
         booking_data = msgpack.packb(
             {
@@ -105,7 +105,7 @@ class BookingOps(BrokerCore):
                 "service_id": slot.service_id,
                 "staff_id": slot.staff_id,
                 "room_id": slot.room_id,
-                "availability_tag": data["availability_tag"],
+                "availability_tag": availability_tag,
                 "client_information": client,
                 "payment_information": request.payment_information,
             }
@@ -115,7 +115,7 @@ class BookingOps(BrokerCore):
             "consume_lease",
             [
                 lease_key,
-                record["slot"].decode(),
+                self.keys.slot_named(merchant, record["slot_field"].decode()),
                 self.keys.inventory(merchant),
                 self.keys.booking(merchant, token),
                 self.keys.booking_index(merchant),
@@ -146,7 +146,7 @@ class BookingOps(BrokerCore):
             booking_id=reply[1].decode(),
             lease_id=request.lease_id,
             slot=slot,
-            availability_tag=data["availability_tag"],
+            availability_tag=availability_tag,
             status=BookingStatus.CONFIRMED,
             fence=int(reply[2]),
             created_ms=now,

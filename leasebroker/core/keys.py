@@ -203,7 +203,11 @@ class KeyBuilder:
     def slot(self, slot: SlotId, field: str | None = None) -> str:
         """Occupancy of one slot: ZSET of lease ids scored by expiry (ms since the epoch).
         ``field``: the slot's :meth:`SlotId.field`, when the caller has it already."""
-        return f"{self.merchant_root(slot.merchant_id)}:slot:{field or slot.field()}"
+        return self.slot_named(slot.merchant_id, field or slot.field())
+
+    def slot_named(self, merchant_id: str, field: str) -> str:
+        """The occupancy key of the merchant's slot named ``field`` (as records keep it)."""
+        return f"{self.merchant_root(merchant_id)}:slot:{field}"
 
     def lease(self, merchant_id: str, token: str) -> str:
         """One lease record (HASH), expiring with the lease."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
 
 import msgpack
 
@@ -14,6 +13,7 @@ from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.keys import (
     NOTHING_OFFERED_FIELD,
     IdKind,
+    ParsedId,
     SlotId,
     make_public_id,
     new_token,
@@ -29,6 +29,9 @@ from leasebroker.core.validation import (
     lease_request_violations,
     raise_if_invalid,
 )
+
+# Digits of the request fingerprint kept (128 bits; see request_fingerprint).
+FINGERPRINT_HEX_DIGITS = 32
 
 # The most leases one sweep_expired call marks.
 MAX_SWEEP_BATCH = 10_000
@@ -81,7 +84,10 @@ def request_fingerprint(request: LeaseRequest) -> str:
     """A digest of everything that makes two CreateLease requests "the same request":
     the slot and the availability tag. Not the requested ``lease_expiration_time``: a
     client that recomputes it on a retry (Google's do) must still learn its lease id,
-    so such a retry returns the original lease, with the original expiry."""
+    so such a retry returns the original lease, with the original expiry.
+
+    128 bits of SHA-256 (32 hex digits): it only tells requests with one
+    client_reference apart, and a shorter value keeps the entry small in Redis."""
     s = request.slot
     canonical = msgpack.packb(
         [
@@ -89,37 +95,23 @@ def request_fingerprint(request: LeaseRequest) -> str:
             request.availability_tag, request.client_reference,
         ]
     )  # fmt: skip
-    return hashlib.sha256(canonical).hexdigest()
+    return hashlib.sha256(canonical).hexdigest()[:FINGERPRINT_HEX_DIGITS]
 
 
-def _lease_data(request: LeaseRequest) -> bytes:
-    """The lease as stored in its record (msgpack; Lua keeps it as opaque bytes)."""
-    s = request.slot
-    return msgpack.packb(
-        {
-            "v": 1,
-            "merchant_id": s.merchant_id,
-            "service_id": s.service_id,
-            "start_ns": s.start_ns,
-            "duration_ns": s.duration_ns,
-            "staff_id": s.staff_id,
-            "room_id": s.room_id,
-            "availability_tag": request.availability_tag,
-            "client_reference": request.client_reference,
-        }
-    )
+def lease_slot(merchant_id: str, record: dict[str, bytes]) -> SlotId:
+    """The slot a lease record names: its ``slot_field`` is the slot's name, which
+    holds the service, start, duration, staff and room exactly (SlotId.from_field)."""
+    return SlotId.from_field(merchant_id, record["slot_field"].decode())
 
 
-def slot_from_data(data: dict[str, Any]) -> SlotId:
-    """The slot a stored lease (or booking) names."""
-    return SlotId(
-        merchant_id=data["merchant_id"],
-        service_id=data["service_id"],
-        start_ns=data["start_ns"],
-        duration_ns=data["duration_ns"],
-        staff_id=data["staff_id"],
-        room_id=data["room_id"],
-    )
+def lease_texts(record: dict[str, bytes]) -> tuple[str, str]:
+    """A lease record's client_reference and availability tag ("" when none)."""
+    if "data" in record:
+        # A record written before the compact layout keeps both in a msgpack map; such
+        # records are gone a day (the record retention) after their lease ended.
+        data = msgpack.unpackb(record["data"])
+        return data["client_reference"], data["availability_tag"]
+    return record["ref"].decode(), record.get("tag", b"").decode()
 
 
 def _optional_int(value: bytes | None) -> int | None:
@@ -161,12 +153,13 @@ class LeaseOps(DueOps):
             "" if expiry is None else floor_ms(expiry),
             config.default_hold_ms,
             config.max_hold_ms,
-            _lease_data(request),
+            request.client_reference,
             config.record_retention_ms,
             config.events_retention_ms,
             self._deadline_arg(),
             service_field(slot.service_id),
             NOTHING_OFFERED_FIELD,
+            request.availability_tag,
         ]
         reply = self._call("create_lease", keys, args)
         outcome = Outcome(int(reply[0]))
@@ -191,19 +184,19 @@ class LeaseOps(DueOps):
             replayed=outcome is Outcome.REPLAYED,
         )
 
-    def lease_view(self, record: dict[str, bytes], now_ms: int) -> LeaseView:
-        """A record read from Redis as a :class:`LeaseView`."""
-        data = msgpack.unpackb(record["data"])
+    def lease_view(self, parsed: ParsedId, record: dict[str, bytes], now_ms: int) -> LeaseView:
+        """A record read from Redis (of the lease ``parsed``) as a :class:`LeaseView`."""
         state = LeaseState(record["state"].decode())
         expires = int(record["expires_ms"])
         if state is LeaseState.HELD and expires <= now_ms:
             state = LeaseState.EXPIRED
         booking = record.get("booking_id")
+        reference, tag = lease_texts(record)
         return LeaseView(
-            lease_id=record["lease_id"].decode(),
-            slot=slot_from_data(data),
-            client_reference=data["client_reference"],
-            availability_tag=data["availability_tag"],
+            lease_id=make_public_id(IdKind.LEASE, parsed.merchant_id, parsed.token),
+            slot=lease_slot(parsed.merchant_id, record),
+            client_reference=reference,
+            availability_tag=tag,
             state=state,
             fence=int(record["fence"]),
             created_ms=int(record["created_ms"]),
@@ -214,8 +207,8 @@ class LeaseOps(DueOps):
 
     def get_lease(self, lease_id: str) -> LeaseView:
         """A lease by id, live or ended (ended ones until their retention passes)."""
-        _parsed, _key, record = self._load(IdKind.LEASE, lease_id)
-        return self.lease_view(record, self.now_ms())
+        parsed, _key, record = self._load(IdKind.LEASE, lease_id)
+        return self.lease_view(parsed, record, self.now_ms())
 
     def list_leases(
         self,
@@ -232,12 +225,12 @@ class LeaseOps(DueOps):
         views = []
         for lease_id in ids:
             try:
-                _parsed, _key, record = self._load(IdKind.LEASE, lease_id.decode())
+                parsed, _key, record = self._load(IdKind.LEASE, lease_id.decode())
             except BrokerError as error:
                 if error.reason is Reason.LEASE_NOT_FOUND:
                     continue
                 raise
-            view = self.lease_view(record, now)
+            view = self.lease_view(parsed, record, now)
             if slot_matches(view.slot, slot, start_from_ns, start_before_ns):
                 views.append(view)
         return sorted(views, key=lambda v: (v.slot.start_ns, v.created_ms, v.lease_id))
@@ -249,8 +242,8 @@ class LeaseOps(DueOps):
         merchant = parsed.merchant_id
         keys = [
             key,
-            record["slot"].decode(),
-            record["client_ref"].decode(),
+            self.keys.slot_named(merchant, record["slot_field"].decode()),
+            self.keys.client_ref(merchant, lease_texts(record)[0]),
             self.keys.lease_index(merchant),
             self.keys.events(merchant),
         ]
@@ -318,7 +311,7 @@ class LeaseOps(DueOps):
             lease_id = raw_id.decode()
             try:
                 _parsed, key, record = self._load(IdKind.LEASE, lease_id)
-                slot_key = record["slot"].decode()
+                slot_key = self.keys.slot_named(merchant_id, record["slot_field"].decode())
             except BrokerError as error:
                 if error.reason is not Reason.LEASE_NOT_FOUND:
                     raise
