@@ -562,8 +562,12 @@ class ServeProcess:
 
     def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
         serve = ["serve", "--host", "127.0.0.1", "--port", "0", "--admin-port", "0"]
-        self.args = [*CLI, *serve, *args]
         self.env = clean_env() if env is None else env
+        if "--processes" not in args and "LEASEBROKER_PROCESSES" not in self.env:
+            # One process unless the test asks for more (tests/test_serve_processes.py):
+            # with --redis-url, serve would start one per CPU.
+            serve += ["--processes", "1"]
+        self.args = [*CLI, *serve, *args]
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self.proc: subprocess.Popen[str] | None = None

@@ -184,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent request handlers (and Redis connections)",
     )
     serve.add_argument(
+        "--processes",
+        type=positive_int_arg,
+        default=env("PROCESSES"),
+        help="processes serving --port together (SO_REUSEPORT), each with --workers "
+        "handlers (default: the CPUs this process may use with --redis-url, 1 with the "
+        "embedded store)",
+    )
+    serve.add_argument(
         "--inventory",
         default=env("INVENTORY"),
         help="availability feed JSON to load before serving",

@@ -1,9 +1,12 @@
-"""What ``leasebroker serve`` and ``leasebroker inventory load`` do, after option parsing."""
+"""What ``leasebroker serve`` does, after option parsing: serve in this process, or in
+``--processes`` spawned ones (cli/processes.py), each of which runs :func:`serve_here`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import sys
 from typing import cast
 
 from leasebroker.cli.common import (
@@ -13,11 +16,20 @@ from leasebroker.cli.common import (
     config_from_args,
 )
 from leasebroker.cli.inventory_load import load_feed, read_feed_files
+from leasebroker.cli.processes import (
+    LOADED,
+    READY,
+    ParentLink,
+    WorkerJob,
+    process_count,
+    serve_in_processes,
+)
 from leasebroker.cli.startup import PendingBroker, start_when_redis_answers
-from leasebroker.cli.telemetry import start_telemetry
+from leasebroker.cli.telemetry import Telemetry, start_telemetry
 from leasebroker.core.background import Periodic
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.sweeper import SweeperThread
+from leasebroker.wire.feed import Feed
 from leasebroker.wire.server import (
     ADMIN_WORKERS,
     HEALTH_INTERVAL_S,
@@ -37,12 +49,44 @@ SETTINGS_RELOAD_S = 5.0
 
 
 def serve(args: argparse.Namespace) -> int:
+    """``leasebroker serve``: in this process, or in ``--processes`` spawned ones that
+    share the port (checked here first, so a bad option is exit 2 before any starts)."""
+    count = process_count(args)
+    if count > 1:
+        check_options(args)
+        return serve_in_processes(args, count, serve_process)
     telemetry = start_telemetry(args)  # logs, access log, metrics, tracing
     signals = StopSignals()  # before anything can announce readiness
+    tls, inventories = check_options(args)
+    return serve_here(args, telemetry, signals, tls, inventories)
+
+
+def serve_process(args: argparse.Namespace, job: WorkerJob) -> None:
+    """One process of ``serve --processes N``, spawned by cli/processes.py: a whole
+    serve on the reserved port; exits with serve's exit code."""
+    signals = StopSignals()
+
+    def parent_gone() -> None:
+        log.warning("the serve process that started this one has ended: stopping")
+        signals.received = signal.SIGTERM
+
+    link = ParentLink(job, parent_gone)
+    try:
+        telemetry = start_telemetry(args, pid=True)
+        tls, inventories = check_options(args)
+        code = serve_here(args, telemetry, signals, tls, inventories, link)
+    except CliError as exc:
+        print(f"leasebroker: {exc}", file=sys.stderr, flush=True)
+        code = exc.code
+    sys.exit(code)
+
+
+def check_options(args: argparse.Namespace) -> tuple[ServerTls | None, Feed | None]:
+    """What stops serve before it listens (exit 2): inconsistent options or settings,
+    unusable TLS files, a bad ``--inventory`` feed. The TLS files and the feed, read."""
     if args.workers < 1:
         raise CliError("--workers must be at least 1", EXIT_USAGE)
-    admin_enabled = args.admin_port >= 0
-    if admin_enabled and args.admin_port == args.port != 0:
+    if args.admin_port >= 0 and args.admin_port == args.port != 0:
         raise CliError("--admin-port must differ from --port", EXIT_USAGE)
     config_from_args(args)  # an inconsistent configuration: exit 2 before connecting
     try:
@@ -52,6 +96,21 @@ def serve(args: argparse.Namespace) -> int:
     except TlsError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     inventories = read_feed_files([args.inventory]) if args.inventory else None
+    return tls, inventories
+
+
+def serve_here(
+    args: argparse.Namespace,
+    telemetry: Telemetry,
+    signals: StopSignals,
+    tls: ServerTls | None,
+    inventories: Feed | None,
+    link: ParentLink | None = None,
+) -> int:
+    """Serve in this process until SIGTERM or SIGINT: listen, wait for Redis, get ready.
+    ``link``: one of several processes, sharing the port (SO_REUSEPORT) and telling the
+    parent when it is ready."""
+    admin_enabled = args.admin_port >= 0
     # One connection per handler thread, plus a few spare, so bursts never wait on the pool.
     admin_workers = ADMIN_WORKERS if admin_enabled else 0
     # Listen first, not ready: health answers (liveness SERVING) while Redis does not
@@ -59,7 +118,10 @@ def serve(args: argparse.Namespace) -> int:
     pending = PendingBroker()
     stand_in = cast(LeaseBroker, pending)
     try:
-        running = start_server(stand_in, args.host, args.port, args.workers, tls, serving=False)
+        shared = link is not None  # the reserved port, with the other processes
+        running = start_server(
+            stand_in, args.host, args.port, args.workers, tls, serving=False, reuse_port=shared
+        )
     except (OSError, RuntimeError) as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}", EXIT_USAGE) from exc
     admin: list[RunningServer] = []
@@ -89,6 +151,10 @@ def serve(args: argparse.Namespace) -> int:
                 warn=log.warning,
                 skip_outdated=True,
             )
+            if link is not None:
+                link.tell(LOADED)
+        elif link is not None:  # ready only once process 0 has loaded --inventory
+            link.wait_for_inventory(lambda: signals.received is not None)
 
     try:
         started = start_when_redis_answers(
@@ -131,6 +197,8 @@ def serve(args: argparse.Namespace) -> int:
     )
     for each in admin:
         log.info("admin listening on %s:%d", args.admin_host, each.port)
+    if link is not None:
+        link.tell(READY)
     background = [
         Periodic("store-health", store_health_check(broker, [running, *admin]), HEALTH_INTERVAL_S),
         # `leasebroker config set` reaches every running process within this interval.

@@ -30,7 +30,10 @@ LOG_FORMATS = ("text", "json")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
-JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
+# With several serve processes on one stderr, each line says whose it is.
+TEXT_FORMAT_PID = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+JSON_FIELDS_PID = JSON_FIELDS + " %(process)d"
 _ON, _OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
 
 
@@ -107,9 +110,12 @@ def add_telemetry_options(serve: argparse.ArgumentParser) -> None:
     )
 
 
-def configure_logging(level: str, log_format: str, stream: IO[str] | None = None) -> None:
-    """Every log line to ``stream`` (stderr) at ``level`` and above, as text or JSON.
-    A bad level or format is a usage error (exit 2)."""
+def configure_logging(
+    level: str, log_format: str, stream: IO[str] | None = None, *, pid: bool = False
+) -> None:
+    """Every log line to ``stream`` (stderr) at ``level`` and above, as text or JSON,
+    with the process id when ``pid`` (``name[PID]:``, JSON ``"pid"``). A bad level or
+    format is a usage error (exit 2)."""
     level = str(level).upper()
     if level not in LEVELS:
         raise CliError(f"--log-level {level!r} is not one of {', '.join(LEVELS)}", EXIT_USAGE)
@@ -117,9 +123,10 @@ def configure_logging(level: str, log_format: str, stream: IO[str] | None = None
         raise CliError(f"--log-format {log_format!r} is not text or json", EXIT_USAGE)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     if log_format == "json":
-        handler.setFormatter(JsonLineFormatter(JSON_FIELDS, rename_fields=JSON_NAMES))
+        fields = JSON_FIELDS_PID if pid else JSON_FIELDS
+        handler.setFormatter(JsonLineFormatter(fields, rename_fields=JSON_NAMES))
     else:
-        handler.setFormatter(TextFormatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter(TEXT_FORMAT_PID if pid else TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -155,23 +162,34 @@ class Telemetry:
             self.metrics_server.stop()
 
 
-def start_telemetry(args: argparse.Namespace) -> Telemetry:
-    """Logging, the access log, metrics and tracing as the options and OTEL_* ask."""
-    configure_logging(args.log_level, getattr(args, "log_format", "text"))
+def start_telemetry(args: argparse.Namespace, *, pid: bool = False) -> Telemetry:
+    """Logging, the access log, metrics and tracing as the options and OTEL_* ask;
+    ``pid``: log lines carry the process id (one of several serve processes)."""
+    configure_logging(args.log_level, getattr(args, "log_format", "text"), pid=pid)
     if not getattr(args, "access_log", True):
         access_log.setLevel(logging.WARNING)
     metrics.observe_core()
     metrics.set_build_info(leasebroker.__version__, store_kind(args))
     telemetry = Telemetry(tracer_provider=tracing.setup_tracing())
-    port = getattr(args, "metrics_port", None)
-    if port is not None:
-        host = args.metrics_host
-        try:
-            telemetry.metrics_server = metrics.start_metrics_server(host, port)
-        except OSError as exc:
-            telemetry.stop()
-            raise CliError(f"cannot listen on {host}:{port} (metrics): {exc}", EXIT_USAGE) from exc
-        shown = f"[{host}]" if ":" in host else host
-        port = telemetry.metrics_server.port
-        log.info("metrics at http://%s:%d/metrics", shown, port)
+    try:
+        telemetry.metrics_server = start_metrics_endpoint(args)
+    except CliError:
+        telemetry.stop()
+        raise
     return telemetry
+
+
+def start_metrics_endpoint(args: argparse.Namespace) -> metrics.MetricsServer | None:
+    """The Prometheus endpoint ``--metrics-port`` asks for (None without it); a port
+    that cannot be bound is a usage error (exit 2)."""
+    port = getattr(args, "metrics_port", None)
+    if port is None:
+        return None
+    host = args.metrics_host
+    try:
+        server = metrics.start_metrics_server(host, port)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port} (metrics): {exc}", EXIT_USAGE) from exc
+    shown = f"[{host}]" if ":" in host else host
+    log.info("metrics at http://%s:%d/metrics", shown, server.port)
+    return server

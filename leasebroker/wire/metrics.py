@@ -122,6 +122,15 @@ def scrape_registry() -> CollectorRegistry:
     return registry
 
 
+def process_ended(pid: int) -> None:
+    """In multiprocess mode, drop what a process that has ended left in the live gauges
+    (``livemax``, ``liveall``); its counters and histograms keep counting in the sum."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
 class MetricsServer:
     """The HTTP server of ``/metrics`` (any path answers the same)."""
 

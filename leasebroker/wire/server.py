@@ -81,15 +81,18 @@ def _start(
     options: Sequence[tuple[str, Any]] = (),
     tls: ServerTls | None = None,
     serving: bool = True,
+    reuse_port: bool = False,
 ) -> RunningServer:
     """Start a server for one service, with health checking and reflection; plaintext,
     or TLS (mutual TLS when ``tls`` names a client CA). Readiness starts as ``serving``;
-    liveness as SERVING."""
+    liveness as SERVING. ``reuse_port``: bind with SO_REUSEPORT, to share the port with
+    the other processes of one ``serve --processes N`` (wire/ports.py)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-        # Without this, gRPC sets SO_REUSEPORT and a second server "binds" a port that is
-        # taken, silently splitting calls between two processes.
-        options=[("grpc.so_reuseport", 0), *options],
+        # gRPC sets SO_REUSEPORT by default, and then a second server "binds" a port that
+        # is taken, silently splitting calls between two processes: only the processes of
+        # one serve, behind its reservation of the port, share it on purpose.
+        options=[("grpc.so_reuseport", 1 if reuse_port else 0), *options],
     )
     add_service(server)
     health_servicer = health.HealthServicer()
@@ -116,9 +119,11 @@ def start_server(
     workers: int,
     tls: ServerTls | None = None,
     serving: bool = True,
+    reuse_port: bool = False,
 ) -> RunningServer:
     """Start serving on ``host:port`` with ``workers`` handler threads, over TLS when
-    ``tls`` is given; readiness starts as ``serving``.
+    ``tls`` is given; readiness starts as ``serving``. ``reuse_port``: share the port
+    (SO_REUSEPORT) with the other processes of one ``serve --processes N``.
 
     The broker's Redis pool must have at least ``workers`` connections, so a
     burst of calls waits for a thread, never for a connection.
@@ -129,7 +134,9 @@ def start_server(
             server, BookingService(broker), pb.DESCRIPTOR.services_by_name["BookingService"]
         )
 
-    return _start(add, SERVICE_NAME, host, port, workers, tls=tls, serving=serving)
+    return _start(
+        add, SERVICE_NAME, host, port, workers, tls=tls, serving=serving, reuse_port=reuse_port
+    )
 
 
 def start_admin_server(
