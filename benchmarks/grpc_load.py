@@ -32,6 +32,9 @@ class LoadSpec:
     rate: float | None = None
     inputs: list[str] = field(default_factory=list)  # lease ids / booking ids
     warmup: int = WARMUP_CALLS
+    # Connections the calls are spread over, round robin: serve --processes N spreads
+    # load by connection, so one connection would reach one process.
+    connections: int = 1
 
 
 @dataclass
@@ -91,57 +94,71 @@ async def _run(spec: LoadSpec) -> LoadResult:
     from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 
     limit = len(spec.inputs) if spec.method != "CreateLease" else None
-    async with grpc.aio.insecure_channel(spec.target) as channel:
-        call = getattr(pb_grpc.BookingServiceStub(channel), spec.method)
-        counter = itertools.count()
-        latencies: list[float] = []
-        ids: list[str] = []
-        errors: Counter[str] = Counter()
-        made = Counter()
+    # A channel of its own subchannel pool is a connection of its own.
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [
+        grpc.aio.insecure_channel(spec.target, options=own) for _ in range(spec.connections)
+    ]
+    try:
+        methods = [getattr(pb_grpc.BookingServiceStub(ch), spec.method) for ch in channels]
+        return await _load(spec, methods, limit)
+    finally:
+        for channel in channels:
+            await channel.close()
 
-        async def one(i: int, started: float) -> None:
-            made["calls"] += 1
-            try:
-                reply = await call(_request(spec, i), timeout=30)
-            except grpc.aio.AioRpcError as exc:
-                errors[exc.code().name] += 1
+
+async def _load(spec: LoadSpec, methods: list, limit: int | None) -> LoadResult:
+    import grpc
+
+    counter = itertools.count()
+    latencies: list[float] = []
+    ids: list[str] = []
+    errors: Counter[str] = Counter()
+    made = Counter()
+
+    async def one(i: int, started: float) -> None:
+        made["calls"] += 1
+        try:
+            reply = await methods[i % len(methods)](_request(spec, i), timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            errors[exc.code().name] += 1
+            return
+        latencies.append(time.perf_counter() - started)
+        ids.append(_reply_id(spec.method, reply))
+
+    async def worker(until: float, calls: int | None) -> None:
+        while time.perf_counter() < until and (calls is None or len(latencies) < calls):
+            i = next(counter)
+            if limit is not None and i >= limit:
                 return
-            latencies.append(time.perf_counter() - started)
-            ids.append(_reply_id(spec.method, reply))
+            await one(i, time.perf_counter())
 
-        async def worker(until: float, calls: int | None) -> None:
-            while time.perf_counter() < until and (calls is None or len(latencies) < calls):
-                i = next(counter)
-                if limit is not None and i >= limit:
-                    return
-                await one(i, time.perf_counter())
-
-        # Warm up (connection, server threads, scripts loaded), then start counting.
-        warm = min(spec.warmup, limit // 4 if limit is not None else spec.warmup)
-        await asyncio.gather(*(worker(time.perf_counter() + 10, warm) for _ in range(8)))
-        latencies.clear()
-        errors.clear()
-        started = time.perf_counter()
-        cpu = time.process_time()
-        if spec.rate is None:
-            until = started + spec.duration_s
-            await asyncio.gather(*(worker(until, None) for _ in range(spec.concurrency)))
-        else:
-            tasks = set()
-            for k in range(int(spec.rate * spec.duration_s)):
-                planned = started + k / spec.rate
-                i = next(counter)
-                if limit is not None and i >= limit:
-                    break
-                delay = planned - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                task = asyncio.ensure_future(one(i, planned))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            await asyncio.gather(*tasks)
-        seconds = time.perf_counter() - started
-        cpu = time.process_time() - cpu
+    # Warm up (connection, server threads, scripts loaded), then start counting.
+    warm = min(spec.warmup, limit // 4 if limit is not None else spec.warmup)
+    await asyncio.gather(*(worker(time.perf_counter() + 10, warm) for _ in range(8)))
+    latencies.clear()
+    errors.clear()
+    started = time.perf_counter()
+    cpu = time.process_time()
+    if spec.rate is None:
+        until = started + spec.duration_s
+        await asyncio.gather(*(worker(until, None) for _ in range(spec.concurrency)))
+    else:
+        tasks = set()
+        for k in range(int(spec.rate * spec.duration_s)):
+            planned = started + k / spec.rate
+            i = next(counter)
+            if limit is not None and i >= limit:
+                break
+            delay = planned - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.ensure_future(one(i, planned))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     return LoadResult(
         calls=len(latencies),
         seconds=seconds,

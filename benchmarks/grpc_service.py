@@ -1,8 +1,11 @@
 """The gRPC measurements: the no-op handler vs CreateLease, CreateBooking and
 UpdateBooking (cancel) through a real `leasebroker serve`, closed loop at each
 concurrency; then p99 latency, paced at half of the maximum CreateLease rate, against
-the no-op's p99 at the same rate. The client is one spawned process; each server is its
-own process, and its CPU per call comes from /proc."""
+the no-op's p99 at the same rate; then CreateLease through `serve --processes 2` against
+the one-process serve, both over the same CONNECTIONS connections (the kernel spreads
+connections, not calls, over the processes), alternated, best of ROUNDS each. The
+client is one spawned process; each server is its own process (or processes), and its
+CPU per call comes from /proc."""
 
 from __future__ import annotations
 
@@ -16,6 +19,10 @@ from benchmarks.table import Row
 
 RUN_SPACING_NS = 100 * 24 * 3600 * 10**9  # each run's slots start 100 days after the last
 TARGETS = {"CreateLease": 0.7, "CreateBooking": 0.6, "UpdateBooking": 0.6}
+# serve --processes 2 against one process: connections of the load, and the target.
+CONNECTIONS = 8
+PROCESSES_TARGET = 1.5
+ROUNDS = 2
 LABELS = {
     "CreateLease": "CreateLease",
     "CreateBooking": "CreateBooking",
@@ -111,6 +118,35 @@ def grpc_section(
         out["paced_rate"] = rate
         out["paced_noop"] = _summary(noop_r, noop_cpu)
         out["paced_CreateLease"] = _summary(lease_r, lease_cpu)
+        # serve --processes 2 against the one-process serve, at the highest concurrency.
+        procs.append(two := start_serve(url, prefix, workers, serve_args, processes=2))
+        targets[two] = f"127.0.0.1:{two.port}"
+        spread = {"concurrency": max(p.concurrency), "duration_s": p.load_s}
+        spread["connections"] = CONNECTIONS
+        # Alternated, best of ROUNDS each: a machine shared with other work moves both alike.
+        tried: dict[Proc, list[tuple[LoadResult, float]]] = {serve: [], two: []}
+        for _ in range(ROUNDS):
+            for proc in (serve, two):
+                tried[proc].append(measure(proc, "CreateLease", **spread))
+        (one_r, one_cpu), (two_r, two_cpu) = (
+            max(tried[proc], key=lambda run: run[0].rps) for proc in (serve, two)
+        )
+        ratio = two_r.rps / one_r.rps
+        rows.append(
+            Row(
+                f"serve CreateLease, 2 processes, {spread['concurrency']} in flight",
+                f"{two_r.rps:,.0f} req/s",
+                ratio,
+                f"x one process ({one_r.rps:,.0f} req/s)",
+                f">= {PROCESSES_TARGET}x one process",
+                ratio >= PROCESSES_TARGET,
+                f"{CONNECTIONS} connections, best of {ROUNDS};"
+                f" 2 processes: {_detail(two_r, two_cpu)};"
+                f" one process: {_detail(one_r, one_cpu)}",
+            )
+        )
+        out["CreateLease_1_process"] = _summary(one_r, one_cpu)
+        out["CreateLease_2_processes"] = _summary(two_r, two_cpu)
         data["grpc"] = out
     finally:
         if load is not None:

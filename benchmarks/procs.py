@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # The BookingService's line, not "admin listening on ..." nor serve's earlier "bound ...".
 LISTENING = re.compile(r"(?<!admin )\blistening on (\S+):(\d+)\b")
 REDIS_READY = re.compile(r"Ready to accept connections")
+# serve --processes N: the processes it started, and once every one of them listens.
+STARTED = re.compile(r"started \d+ serve processes sharing .*: pids (\d+(?:, \d+)*)")
+ALL_LISTENING = re.compile(r"all \d+ serve processes are (listening on) (?:\S+):(\d+)\b")
 
 
 @dataclass(eq=False)
@@ -36,7 +39,8 @@ class Proc:
         return self.popen.pid
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
+        """Its CPU time, and its serve processes' (serve --processes N) too."""
+        return sum(cpu_seconds(pid) for pid in [self.pid, *self.extra.get("children", [])])
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -84,12 +88,19 @@ def start_logged(cmd: list[str], ready: re.Pattern, timeout_s: float = 60.0) -> 
     raise RuntimeError(f"{' '.join(cmd[:4])} did not start:\n{output}")
 
 
-def start_serve(redis_url: str, prefix: str, workers: int, extra: list[str] = ()) -> Proc:
-    """`leasebroker serve` on a free loopback port, without the admin service."""
+def start_serve(
+    redis_url: str, prefix: str, workers: int, extra: list[str] = (), processes: int = 1
+) -> Proc:
+    """`leasebroker serve` on a free loopback port, without the admin service, in
+    ``processes`` processes (ready once every one of them listens)."""
     cmd = [sys.executable, "-m", "leasebroker", "serve", "--redis-url", redis_url]
     cmd += ["--key-prefix", prefix, "--host", "127.0.0.1", "--port", "0", "--admin-port", "-1"]
-    cmd += ["--workers", str(workers), *extra]
-    return start_logged(cmd, LISTENING)
+    cmd += ["--workers", str(workers), "--processes", str(processes), *extra]
+    proc = start_logged(cmd, LISTENING if processes == 1 else ALL_LISTENING)
+    started = STARTED.search(proc.log())
+    if started:
+        proc.extra["children"] = [int(pid) for pid in started.group(1).split(", ")]
+    return proc
 
 
 def start_noop(workers: int) -> Proc:
