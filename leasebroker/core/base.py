@@ -18,8 +18,9 @@ from leasebroker.core.keys import IdKind, KeyBuilder, ParsedId, SlotId, parse_pu
 from leasebroker.core.observe import observer
 from leasebroker.core.outcomes import Outcome
 from leasebroker.core.permissions import REQUIRED_COMMANDS
+from leasebroker.core.pipelining import Pipeliner
 from leasebroker.core.redis_errors import is_unavailable
-from leasebroker.core.scripts import Scripts
+from leasebroker.core.scripts import BoundScript, Scripts
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.validation import raise_if_invalid, selection_violations
 
@@ -75,10 +76,20 @@ def store_error(exc: redis.exceptions.RedisError, what: str) -> BrokerError:
     return error
 
 
-class BrokerCore:
-    """A Redis client with the broker's keys and registered scripts."""
+def _run_directly(script: BoundScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    return script(keys, args)
 
-    def __init__(self, client: Any, config: BrokerConfig | None = None) -> None:
+
+class BrokerCore:
+    """A Redis client with the broker's keys and registered scripts.
+
+    ``auto_pipeline``: concurrent script calls share pipelined round trips
+    (core/pipelining.py; never on a Redis Cluster client). Off: each call is its own.
+    """
+
+    def __init__(
+        self, client: Any, config: BrokerConfig | None = None, *, auto_pipeline: bool = True
+    ) -> None:
         if _connection_option(client, "decode_responses"):
             raise ValueError("the broker needs a Redis client with decode_responses=False")
         self.client = client
@@ -87,6 +98,8 @@ class BrokerCore:
         self.scripts = Scripts(client)
         self.redis_clock = RedisClock()
         self._cluster = isinstance(client, redis.cluster.RedisCluster)
+        self.pipeliner = Pipeliner(client) if auto_pipeline and not self._cluster else None
+        self._run_script = self.pipeliner.call if self.pipeliner else _run_directly
         self._registered: dict[str, float] = {}
         # The due index entries this process wrote last (core/due.py): merchant ->
         # (expiry ms, monotonic time of the write).
@@ -97,7 +110,7 @@ class BrokerCore:
     def _call(self, name: str, keys: Sequence[str], args: Sequence[str | bytes | int]) -> list:
         """Run one script; store failures become STORE_UNAVAILABLE, anything else INTERNAL
         (a script that refused a malformed argument too: it wrote nothing)."""
-        reply = self._read(self.scripts[name], keys, args)
+        reply = self._read(self._run_script, self.scripts[name], keys, args)
         if int(reply[0]) == Outcome.BAD_ARGUMENT:
             log.error("script %s refused ARGV[%s]: %r", name, reply[1], args[int(reply[1]) - 1])
             raise BrokerError(Reason.INTERNAL, "internal error")

@@ -87,9 +87,22 @@ class BoundScript:
         self._script = client.register_script(source.text)
 
     def __call__(self, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
+        self._check(keys)
+        return self._script(keys=list(keys), args=list(args))
+
+    def command(self, keys: Sequence[str], args: Sequence[str | bytes | int]) -> list[Any]:
+        """The ``EVALSHA`` command of one call, to send in a pipeline (core/pipelining.py)."""
+        self._check(keys)
+        return ["EVALSHA", self._script.sha, len(keys), *keys, *args]
+
+    @property
+    def text(self) -> str:
+        """The script as loaded (``SCRIPT LOAD`` after ``NOSCRIPT``)."""
+        return self._script.script
+
+    def _check(self, keys: Sequence[str]) -> None:
         if len(keys) != self.key_count:
             raise ValueError(f"{self.name} takes {self.key_count} keys, got {len(keys)}")
-        return self._script(keys=list(keys), args=list(args))
 
 
 class Scripts:
