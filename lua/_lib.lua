@@ -63,20 +63,17 @@ end
 -- changed. spec maps an ARGV index to its kind: 'int' (a whole number of at most 15
 -- digits, exact in Lua's numbers), 'ns' (at most 19 digits, kept as text), 'u64' (at
 -- most 20, kept as text), each with a trailing '?' when '' is allowed too. Returns the
--- first bad index, or nil.
+-- first bad index, or nil. (On every call of every script: one find per value.)
+local ARGUMENT_DIGITS = {['int'] = 15, ['int?'] = 15, ['ns'] = 19, ['ns?'] = 19, ['u64'] = 20, ['u64?'] = 20}
 local function bad_argument(spec)
   for index, kind in pairs(spec) do
     local value = ARGV[index]
-    local optional = string.sub(kind, -1) == '?'
-    if not (optional and value == '') then
-      local digits = 15
-      if string.sub(kind, 1, 2) == 'ns' then
-        digits = 19
-      elseif string.sub(kind, 1, 3) == 'u64' then
-        digits = 20
-      end
-      if type(value) ~= 'string' or not string.match(value, '^%-?%d+$')
-          or #string.gsub(value, '^%-', '') > digits then
+    if value == nil then
+      return index
+    end
+    if value ~= '' or string.byte(kind, -1) ~= 63 then
+      local sign = (string.byte(value) == 45) and 1 or 0
+      if not string.find(value, '^%-?%d+$') or #value - sign > ARGUMENT_DIGITS[kind] then
         return index
       end
     end
@@ -94,4 +91,29 @@ end
 -- name, not its key; the caller builds the key from the name it read).
 local function is_slot_key(key, field)
   return field ~= false and string.sub(key, -(#field + 6)) == ':slot:' .. field
+end
+
+-- A client reference's entry: lease id, request fingerprint, expiry ms and fencing
+-- token, or nil when there is none. It is one STRING "<lease id> <fp> <expires_ms>
+-- <fence>" (one SET ... PXAT writes it with its TTL); an entry written before that
+-- layout is a HASH of the same four fields, still read here (GET fails on it).
+local function read_ref(key)
+  local value = redis.pcall('GET', key)
+  if not value then
+    return nil
+  end
+  if type(value) == 'table' then
+    local old = redis.call('HMGET', key, 'lease', 'fp', 'expires_ms', 'fence')
+    if not old[1] then
+      return nil
+    end
+    return old[1], old[2], tonumber(old[3]), tonumber(old[4])
+  end
+  local lease, fp, expires, fence = string.match(value, '^(%S+) (%S+) (%d+) (%d+)$')
+  return lease, fp, tonumber(expires), tonumber(fence)
+end
+
+-- Write a client reference's entry (see read_ref), expiring with its lease.
+local function write_ref(key, lease, fp, expires, fence)
+  redis.call('SET', key, lease .. ' ' .. fp .. ' ' .. expires .. ' ' .. fence, 'PXAT', expires)
 end

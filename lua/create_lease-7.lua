@@ -2,7 +2,7 @@
 --
 -- KEYS[1]  slot occupancy   ZSET    member lease/booking id, score expiry ms (bookings: +inf)
 -- KEYS[2]  inventory        HASH    slot field -> capacity (absent: merchant has no inventory)
--- KEYS[3]  client ref       HASH    lease, fp, expires_ms, fence (idempotency entry)
+-- KEYS[3]  client ref       STRING  "<lease id> <fp> <expires_ms> <fence>" (idempotency entry)
 -- KEYS[4]  lease record     HASH    for the new lease (fields listed at the write below)
 -- KEYS[5]  fences           HASH    slot field -> last fencing token handed out
 -- KEYS[6]  lease index      ZSET    lease id -> expiry ms, every lease not yet swept
@@ -54,14 +54,14 @@ if past_deadline(now, ARGV[12]) then
   return {OUTCOME.DEADLINE_PASSED}
 end
 
-local ref = redis.call('HMGET', KEYS[3], 'lease', 'fp', 'expires_ms', 'fence')
-if ref[1] and tonumber(ref[3]) > now then
+local held, held_fp, held_until, held_fence = read_ref(KEYS[3])
+if held and held_until > now then
   -- An entry written before fingerprints were shortened holds 64 digits, of which
   -- today's are the first 32.
-  if string.sub(ref[2], 1, #ARGV[2]) == ARGV[2] then
-    return {OUTCOME.REPLAYED, ref[1], tonumber(ref[3]), tonumber(ref[4])}
+  if string.sub(held_fp, 1, #ARGV[2]) == ARGV[2] then
+    return {OUTCOME.REPLAYED, held, held_until, held_fence}
   end
-  return {OUTCOME.CLIENT_REFERENCE_IN_USE, ref[1]}
+  return {OUTCOME.CLIENT_REFERENCE_IN_USE, held}
 end
 
 local start = tonumber(ARGV[5])
@@ -90,7 +90,8 @@ if not is_offered(capacity, source) then
   end
   return {OUTCOME.SLOT_NOT_OFFERED}
 end
-if spots_taken(KEYS[1], now) >= capacity then
+local taken = spots_taken(KEYS[1], now)
+if taken >= capacity then
   return {OUTCOME.SLOT_FULL, capacity}
 end
 
@@ -99,8 +100,14 @@ end
 local lease_id = ARGV[1]
 local fence = redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
 redis.call('ZADD', KEYS[1], expires, lease_id)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-refresh_slot_ttl(KEYS[1])
+if taken == 0 then
+  -- Nothing else live: no booking (those count forever), and any hold left has
+  -- expired, so the key's own TTL has passed too. The new hold sets it.
+  redis.call('PEXPIREAT', KEYS[1], expires)
+else
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  refresh_slot_ttl(KEYS[1])
+end
 
 if ARGV[15] == '' then
   redis.call('HSET', KEYS[4], 'state', LEASE_STATE.HELD, 'slot_field', ARGV[3],
@@ -112,9 +119,7 @@ else
 end
 redis.call('PEXPIREAT', KEYS[4], expires + tonumber(ARGV[10]))
 
-redis.call('HSET', KEYS[3], 'lease', lease_id, 'fp', ARGV[2], 'expires_ms', expires,
-  'fence', fence)
-redis.call('PEXPIREAT', KEYS[3], expires)
+write_ref(KEYS[3], lease_id, ARGV[2], expires, fence)
 
 redis.call('ZADD', KEYS[6], expires, lease_id)
 emit(KEYS[7], ARGV[11], now, 'lease.created', {'lease_id', lease_id, 'slot', ARGV[3],

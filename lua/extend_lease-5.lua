@@ -2,7 +2,7 @@
 --
 -- KEYS[1]  lease record     HASH    the lease
 -- KEYS[2]  slot occupancy   ZSET    its slot (as read from the record by the caller)
--- KEYS[3]  client ref       HASH    its idempotency entry (lives as long as the lease)
+-- KEYS[3]  client ref       STRING  its idempotency entry (lives as long as the lease)
 -- KEYS[4]  lease index      ZSET    lease id -> expiry ms
 -- KEYS[5]  events           STREAM  the merchant's event stream
 --
@@ -58,9 +58,9 @@ if extended > expires then
   refresh_slot_ttl(KEYS[2])
   redis.call('HSET', KEYS[1], 'expires_ms', extended)
   redis.call('PEXPIREAT', KEYS[1], extended + tonumber(ARGV[5]))
-  if redis.call('HGET', KEYS[3], 'lease') == ARGV[1] then
-    redis.call('HSET', KEYS[3], 'expires_ms', extended)
-    redis.call('PEXPIREAT', KEYS[3], extended)
+  local held, held_fp = read_ref(KEYS[3])
+  if held == ARGV[1] then
+    write_ref(KEYS[3], held, held_fp, extended, fence)
   end
   redis.call('ZADD', KEYS[4], extended, ARGV[1])
   emit(KEYS[5], ARGV[6], now, 'lease.extended', {'lease_id', ARGV[1], 'slot', field,

@@ -2,7 +2,7 @@
 --
 -- KEYS[1]  lease record     HASH    the lease
 -- KEYS[2]  slot occupancy   ZSET    its slot (as read from the record by the caller)
--- KEYS[3]  client ref       HASH    its idempotency entry (freed with it, if still its)
+-- KEYS[3]  client ref       STRING  its idempotency entry (freed with it, if still its)
 -- KEYS[4]  lease index      ZSET    lease id -> expiry ms
 -- KEYS[5]  events           STREAM  the merchant's event stream
 --
@@ -37,7 +37,7 @@ end
 
 redis.call('ZREM', KEYS[2], ARGV[1])
 refresh_slot_ttl(KEYS[2])
-if redis.call('HGET', KEYS[3], 'lease') == ARGV[1] then
+if read_ref(KEYS[3]) == ARGV[1] then
   redis.call('DEL', KEYS[3])
 end
 redis.call('ZREM', KEYS[4], ARGV[1])

@@ -20,6 +20,7 @@ from support import (
     SHORT_HOLD,
     SLOT_FIELDS,
     START_NS,
+    booking_request,
     lease_in_process,
     lease_request,
     race,
@@ -625,3 +626,29 @@ def test_the_script_caps_the_default_hold_by_the_maximum_hold(broker, monkeypatc
     object.__setattr__(broker.config, "default_hold_ms", 600_000)  # bypass the check
     lease = broker.create_lease(lease_request())
     assert lease.expires_at_ms - broker.now_ms() <= 60_000
+
+
+def test_the_slot_key_expires_with_its_longest_hold_and_never_while_booked(
+    make_broker, redis_client
+):
+    broker = make_broker(default_capacity=5, max_hold_ms=600_000)
+    occupancy = broker.keys.slot(slot())
+    soon = time.time_ns() + 60 * NS_PER_S
+
+    def hold(reference: str, seconds: int) -> int:
+        request = lease_request(
+            client_reference=reference, requested_expiry_ns=soon + seconds * NS_PER_S
+        )
+        return broker.create_lease(request).expires_at_ms
+
+    first = hold("first", 0)  # a fresh key: the hold sets its TTL
+    assert redis_client.pexpiretime(occupancy) == first
+    hold("shorter", -30)  # a shorter hold leaves it
+    assert redis_client.pexpiretime(occupancy) == first
+    longer = hold("longer", 30)  # a longer one moves it
+    assert redis_client.pexpiretime(occupancy) == longer
+    lease = broker.create_lease(lease_request(client_reference="booked"))
+    broker.create_booking(booking_request(lease.lease_id))
+    assert redis_client.pexpiretime(occupancy) == -1  # a booking: no TTL
+    hold("after", 60)
+    assert redis_client.pexpiretime(occupancy) == -1

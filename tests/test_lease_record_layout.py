@@ -56,8 +56,20 @@ def test_the_record_stays_a_listpack(real_broker):
     real_broker.extend_lease(lease.lease_id, 60_000)
     token = lease.lease_id.rsplit(".", 1)[1]
     assert client.object("encoding", real_broker.keys.lease(MERCHANT, token)) == b"listpack"
-    ref = real_broker.keys.client_ref(MERCHANT, "ref-1")
-    assert client.object("encoding", ref) == b"listpack"
+
+
+def test_a_client_reference_entry_is_one_string_expiring_with_its_lease(broker, redis_client):
+    request = LeaseRequest(_slot(), "ref-1")
+    lease = broker.create_lease(request)
+    ref = broker.keys.client_ref(MERCHANT, "ref-1")
+    fingerprint = request_fingerprint(request)
+    expected = f"{lease.lease_id} {fingerprint} {lease.expires_at_ms} {lease.fence}"
+    assert redis_client.get(ref).decode() == expected
+    assert redis_client.pexpiretime(ref) == lease.expires_at_ms
+    extended = broker.extend_lease(lease.lease_id, 60_000)
+    moved = f"{lease.lease_id} {fingerprint} {extended.expires_at_ms} {lease.fence}"
+    assert redis_client.get(ref).decode() == moved
+    assert redis_client.pexpiretime(ref) == extended.expires_at_ms
 
 
 def _old_layout_lease(broker, redis_client, slot: SlotId, reference: str, tag: str) -> str:
@@ -113,6 +125,9 @@ def test_a_lease_in_the_earlier_layout_reads_replays_extends_and_releases(broker
 
     extended = broker.extend_lease(lease_id, 60_000)
     assert extended.expires_at_ms == view.expires_at_ms + 60_000
+    # The extension rewrites the entry in today's layout, fingerprint as it was.
+    entry = redis_client.get(broker.keys.client_ref(MERCHANT, "old-ref")).decode().split()
+    assert (entry[0], len(entry[1]), entry[2]) == (lease_id, 64, str(extended.expires_at_ms))
     assert broker.release_lease(lease_id).state is LeaseState.RELEASED
     assert redis_client.exists(broker.keys.client_ref(MERCHANT, "old-ref")) == 0
     assert broker.create_lease(LeaseRequest(slot, "new-ref")).fence == 2

@@ -752,7 +752,7 @@ def test_keys_prints_the_layout_with_example_names(run, key_prefix):
     assert rows["feed"]["EXAMPLE"] == builder.feed()
     assert rows["lease"]["EXAMPLE"] == builder.lease("merchant-1", "<token>")
     assert rows["slot"]["EXAMPLE"].startswith(builder.merchant_root("merchant-1") + ":slot:")
-    types = words("zset hash hash hash hash zset stream hash zset set zset string hash any")
+    types = words("zset hash string hash hash zset stream hash zset set zset string hash any")
     assert [row["TYPE"] for row in rows.values()] == types
     assert all(row["HOLDS"] != "-" and row["TTL"] != "-" for row in rows.values())
     assert rows["events"]["TTL"] == "none; entries older than 1h are trimmed at each append"

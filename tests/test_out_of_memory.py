@@ -49,7 +49,7 @@ def fill(client: redis.Redis) -> None:
 def keys_of(client: redis.Redis) -> dict[bytes, object]:
     """Every key but the filler, with its contents: what a refused script must not touch."""
     read = {b"hash": client.hgetall, b"zset": lambda k: client.zrange(k, 0, -1, withscores=True),
-            b"stream": client.xrange, b"set": client.smembers}  # fmt: skip
+            b"stream": client.xrange, b"set": client.smembers, b"string": client.get}  # fmt: skip
     return {k: read[client.type(k)](k) for k in client.scan_iter() if k != FILLER.encode()}
 
 

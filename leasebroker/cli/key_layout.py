@@ -21,9 +21,9 @@ _SAMPLE_REFERENCE = "ref-1"
 KEY_KINDS: tuple[tuple[str, str, str, str], ...] = (
     ("slot", "zset", "lease and booking ids holding one slot, scored by expiry ms "
      "(bookings: +inf)", "expires with its longest hold; none while it holds a booking"),
-    ("lease", "hash", "one lease record: state, fence, slot, times, request data",
+    ("lease", "hash", "one lease record: state, slot, reference, tag, fence, times",
      "lease expiry + record retention; once released: release time + retention"),
-    ("ref", "hash", "client_reference idempotency entry: lease id, fingerprint, expiry",
+    ("ref", "string", "client_reference idempotency entry: lease id, fingerprint, expiry, fence",
      "expires with its lease; deleted on release"),
     ("inventory", "hash", "slot -> capacity (absent: every slot at the default capacity)",
      "none; replaced by inventory load, changed by inventory set"),
