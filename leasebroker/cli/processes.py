@@ -136,6 +136,10 @@ class ParentLink:
             self._parent_gone()
 
     def tell(self, message: str) -> None:
+        # What this process logged first is written first: its "listening on" lines come
+        # before the parent's "all N serve processes are listening" on the shared stderr.
+        for handler in logging.getLogger().handlers:
+            handler.flush()
         with contextlib.suppress(OSError):  # the parent is gone: _listen has seen it too
             self.job.link.send(message)
 
@@ -155,6 +159,7 @@ class Worker:
     link: Connection
     link_open: bool = True
     ready: bool = False
+    stopped: bool = False  # ended, reaped and its pipe closed
 
     @property
     def pid(self) -> int:
@@ -306,6 +311,8 @@ def _stop_all(workers: list[Worker]) -> bool:
     deadline = time.monotonic() + SHUTDOWN_GRACE_S + STOP_MARGIN_S
     clean = True
     for worker in workers:
+        if worker.stopped:
+            continue
         worker.process.join(max(0.0, deadline - time.monotonic()))
         if worker.process.exitcode is None:
             log.error(
@@ -316,5 +323,5 @@ def _stop_all(workers: list[Worker]) -> bool:
         clean = clean and worker.process.exitcode == 0
         metrics.process_ended(worker.pid)
         worker.link.close()
-        worker.link_open = False
+        worker.link_open, worker.stopped = False, True
     return clean
