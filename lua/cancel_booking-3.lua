@@ -8,7 +8,7 @@
 -- ARGV[2]  event retention, ms: older entries are trimmed (approximately)
 -- ARGV[3]  the caller's deadline, ms on Redis's clock, or "" for none
 --
--- Returns {OUTCOME.OK}                  cancelled now
+-- Returns {OUTCOME.OK, now_ms}          cancelled now (its updated_ms)
 --         {OUTCOME.UNCHANGED}           it was cancelled already
 --         {OUTCOME.BOOKING_NOT_FOUND}   no such booking
 --         {OUTCOME.SLOT_MOVED}          it was rescheduled since the caller read it: read again
@@ -45,4 +45,4 @@ refresh_slot_ttl(KEYS[2])
 redis.call('HSET', KEYS[1], 'status', BOOKING_STATUS.CANCELLED, 'updated_ms', now)
 emit(KEYS[3], ARGV[2], now, 'booking.cancelled', {'booking_id', ARGV[1], 'slot', booking[4],
   'lease_id', booking[6], 'fence', booking[7], 'at_ms', now})
-return {OUTCOME.OK}
+return {OUTCOME.OK, now}

@@ -18,7 +18,7 @@
 -- ARGV[7]  event retention, ms: older entries are trimmed (approximately)
 -- ARGV[8]  the caller's deadline, ms on Redis's clock, or "" for none
 --
--- Returns {OUTCOME.OK, fence}           moved; fence is the new slot's token for it
+-- Returns {OUTCOME.OK, fence, now_ms}   moved; fence is the new slot's token for it
 --         {OUTCOME.UNCHANGED}           the new slot is the one it already has
 --         {OUTCOME.BOOKING_NOT_FOUND}   no such booking
 --         {OUTCOME.BOOKING_CANCELLED}   a cancelled booking cannot move
@@ -84,4 +84,4 @@ redis.call('HSET', KEYS[1], 'slot', KEYS[3], 'slot_field', ARGV[2], 'start_ms', 
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 emit(KEYS[6], ARGV[7], now, 'booking.rescheduled', {'booking_id', ARGV[1], 'from_slot', booking[4],
   'slot', ARGV[2], 'fence', fence, 'at_ms', now})
-return {OUTCOME.OK, fence}
+return {OUTCOME.OK, fence, now}

@@ -80,6 +80,17 @@ def client_violations(serialized: bytes | None) -> list[FieldViolation]:
     return []
 
 
+@dataclasses.dataclass
+class _Attempt:
+    """What the last attempt of a change read and got back: the booking record, the
+    script's reply and (reschedule) the slot it asked for. The answer is built from
+    them, so a change costs two round trips (read, script), not a third read."""
+
+    record: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    reply: list = dataclasses.field(default_factory=list)
+    target: SlotId | None = None
+
+
 def _client_fingerprint(serialized: bytes) -> str:
     return hashlib.sha256(serialized).hexdigest()
 
@@ -212,18 +223,29 @@ class BookingOps(BrokerCore):
         """Cancel a booking and free its spot now. Cancelling a cancelled booking
         returns it unchanged; after its slot has started it is refused (SLOT_STARTED)."""
 
+        last = _Attempt()
+
         def attempt() -> list:
-            parsed, key, record = self._load(IdKind.BOOKING, booking_id)
-            return self._call(
+            parsed, key, last.record = self._load(IdKind.BOOKING, booking_id)
+            last.reply = self._call(
                 "cancel_booking",
-                [key, record["slot"].decode(), self.keys.events(parsed.merchant_id)],
+                [key, last.record["slot"].decode(), self.keys.events(parsed.merchant_id)],
                 [booking_id, self.config.events_retention_ms, self._deadline_arg()],
             )
+            return last.reply
 
         outcome = self._until_settled(attempt)
         if outcome not in (Outcome.OK, Outcome.UNCHANGED):
             raise self._refuse(outcome, _CANCEL_REFUSALS)
-        return self.get_booking(booking_id)
+        if outcome is Outcome.UNCHANGED:
+            # Cancelled by another call, maybe after this one read the record.
+            return self.get_booking(booking_id)
+        # What the script wrote, on the record it was given: no third round trip.
+        return dataclasses.replace(
+            self._booking_view(last.record),
+            status=BookingStatus.CANCELLED,
+            updated_ms=int(last.reply[1]),
+        )
 
     def reschedule_booking(
         self, booking_id: str, start_ns: int | None, duration_ns: int | None
@@ -238,18 +260,21 @@ class BookingOps(BrokerCore):
         ]
         raise_if_invalid([v for v in violations if v is not None])
 
+        last = _Attempt()
+
         def attempt() -> list:
-            parsed, key, record = self._load(IdKind.BOOKING, booking_id)
+            parsed, key, last.record = self._load(IdKind.BOOKING, booking_id)
+            record = last.record
             merchant = parsed.merchant_id
             current = self._booking_view(record).slot
             # Filled in from the record read in this very attempt, so a concurrent
             # reschedule can never mix its values with ours (SLOT_MOVED retries).
-            target = dataclasses.replace(
+            last.target = target = dataclasses.replace(
                 current,
                 start_ns=current.start_ns if start_ns is None else start_ns,
                 duration_ns=current.duration_ns if duration_ns is None else duration_ns,
             )
-            return self._call(
+            last.reply = self._call(
                 "reschedule_booking",
                 [
                     key,
@@ -271,8 +296,17 @@ class BookingOps(BrokerCore):
                     self._deadline_arg(),
                 ],
             )
+            return last.reply
 
         outcome = self._until_settled(attempt)
         if outcome not in (Outcome.OK, Outcome.UNCHANGED):
             raise self._refuse(outcome, _RESCHEDULE_REFUSALS)
-        return self.get_booking(booking_id)
+        if outcome is Outcome.UNCHANGED:
+            return self.get_booking(booking_id)
+        # What the script wrote, on the record it was given: no third round trip.
+        return dataclasses.replace(
+            self._booking_view(last.record),
+            slot=last.target,
+            fence=int(last.reply[1]),
+            updated_ms=int(last.reply[2]),
+        )
