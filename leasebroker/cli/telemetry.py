@@ -19,6 +19,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 import leasebroker
 from leasebroker.cli.common import EXIT_USAGE, CliError
+from leasebroker.cli.log_writer import BackgroundStreamHandler
 from leasebroker.cli.options import env
 from leasebroker.core.connections import observe_pool_waits
 from leasebroker.wire import metrics, tracing
@@ -121,7 +122,10 @@ def configure_logging(
         raise CliError(f"--log-level {level!r} is not one of {', '.join(LEVELS)}", EXIT_USAGE)
     if log_format not in LOG_FORMATS:
         raise CliError(f"--log-format {log_format!r} is not text or json", EXIT_USAGE)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    # One thread writes every line; an RPC's access line without the RPC waiting for it.
+    handler = BackgroundStreamHandler(
+        stream if stream is not None else sys.stderr, background=(access_log.name,)
+    )
     if log_format == "json":
         fields = JSON_FIELDS_PID if pid else JSON_FIELDS
         handler.setFormatter(JsonLineFormatter(fields, rename_fields=JSON_NAMES))

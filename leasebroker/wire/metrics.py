@@ -100,10 +100,25 @@ def observe_core() -> None:
     set_observer(PrometheusObserver())
 
 
+# The children of RPCS, RPC_SECONDS and OUTCOMES for each (service, method, code,
+# reason) seen: looked up once, not on every call (labels() takes a lock and checks
+# its values each time). Few keys: every label is a kind, never an id.
+_rpc_children: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
+
+
 def record_rpc(service: str, method: str, code: str, reason: str, seconds: float) -> None:
-    RPCS.labels(service, method, code).inc()
-    RPC_SECONDS.labels(service, method).observe(seconds)
-    OUTCOMES.labels(service, method, reason).inc()
+    key = (service, method, code, reason)
+    children = _rpc_children.get(key)
+    if children is None:
+        children = _rpc_children[key] = (
+            RPCS.labels(service, method, code),
+            RPC_SECONDS.labels(service, method),
+            OUTCOMES.labels(service, method, reason),
+        )
+    rpcs, duration, outcomes = children
+    rpcs.inc()
+    duration.observe(seconds)
+    outcomes.inc()
 
 
 def set_build_info(version: str, store: str) -> None:

@@ -1,0 +1,289 @@
+"""What each RPC leaves behind stays the same with its cheaper making: the ids an access
+line names, its record, the metrics' counts; and serve's log handler writes every line,
+in order, the same as a plain StreamHandler."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any
+
+import pytest
+from support import MERCHANT, create_booking_request, create_request
+
+from leasebroker.api.v0 import booking_service_pb2 as pb
+from leasebroker.api.v1 import admin_pb2
+from leasebroker.cli import log_writer
+from leasebroker.cli.log_writer import BackgroundStreamHandler
+from leasebroker.cli.telemetry import JSON_FIELDS, JSON_NAMES, JsonLineFormatter, TextFormatter
+from leasebroker.core.keys import IdKind, parse_public_id
+from leasebroker.wire import access, metrics
+from leasebroker.wire.access import ID_FIELDS, call_ids
+
+LEASE_ID = "l.bWVyY2hhbnQtMQ.AAAAAAAAAAAAAAAAAAAAAA"
+BOOKING_ID = "b.bWVyY2hhbnQtMQ.AAAAAAAAAAAAAAAAAAAAAA"
+
+
+def walked_ids(*messages: Any) -> dict[str, str]:
+    """call_ids as it was first written: every set field of each message, walked."""
+    found: dict[str, str] = {}
+    for message in messages:
+        if message is None or not hasattr(message, "ListFields"):
+            continue
+        for descriptor, value in message.ListFields():
+            if descriptor.name in ID_FIELDS and isinstance(value, str):
+                found.setdefault(descriptor.name, value)
+            elif descriptor.message_type is not None and not descriptor.is_repeated:
+                for name in ID_FIELDS:
+                    inner = getattr(value, name, None)
+                    if isinstance(inner, str) and inner:
+                        found.setdefault(name, inner)
+    if not found.get("merchant_id"):
+        for name, kind in (("lease_id", IdKind.LEASE), ("booking_id", IdKind.BOOKING)):
+            parsed = parse_public_id(found.get(name, ""), kind)
+            if parsed is not None:
+                found["merchant_id"] = parsed.merchant_id
+                break
+    return {name: access._printable(found[name]) for name in ID_FIELDS if found.get(name)}
+
+
+def filled(message_class: Any, value: str, depth: int = 2) -> Any:
+    """A message with each string id field set to ``value``, and each singular message
+    field filled the same way, ``depth`` levels down."""
+    message = message_class()
+    for field in message.DESCRIPTOR.fields:
+        if field.is_repeated:
+            continue
+        if field.name in ID_FIELDS and field.type == field.TYPE_STRING:
+            setattr(message, field.name, value)
+        elif field.message_type is not None and depth > 0:
+            getattr(message, field.name).CopyFrom(
+                filled(type(getattr(message, field.name)), value, depth - 1)
+            )
+    return message
+
+
+def every_message_class() -> list[Any]:
+    classes = []
+    for module in (pb, admin_pb2):
+        for descriptor in module.DESCRIPTOR.message_types_by_name.values():
+            classes.append(getattr(module, descriptor.name))
+    return classes
+
+
+@pytest.mark.parametrize("message_class", every_message_class(), ids=lambda c: c.__name__)
+def test_call_ids_finds_what_walking_every_field_finds(message_class: Any) -> None:
+    for value in (LEASE_ID, BOOKING_ID, "", "with space", "x" * 300):
+        message = filled(message_class, value)
+        empty = message_class()
+        for messages in ((message,), (empty,), (message, empty), (empty, message), (message, None)):
+            assert call_ids(*messages) == walked_ids(*messages), (message_class, value)
+
+
+def test_call_ids_of_the_booking_service_calls() -> None:
+    lease = create_request()
+    reply = pb.CreateLeaseResponse(lease=lease.lease)
+    reply.lease.lease_id = LEASE_ID
+    assert call_ids(lease, reply) == {"merchant_id": MERCHANT, "lease_id": LEASE_ID}
+    booking = create_booking_request(LEASE_ID)
+    assert call_ids(booking, None) == {"merchant_id": MERCHANT, "lease_id": LEASE_ID}
+    assert call_ids(booking, object()) == walked_ids(booking)
+
+
+def test_metrics_count_each_rpc_once_per_call() -> None:
+    def samples() -> tuple[float, float, float]:
+        get = metrics.REGISTRY.get_sample_value
+        labels = {"service": "Probe", "method": "Count"}
+        return (
+            get("leasebroker_rpcs_total", {**labels, "code": "NOT_FOUND"}) or 0,
+            get("leasebroker_rpc_duration_seconds_count", labels) or 0,
+            get("leasebroker_outcomes_total", {**labels, "reason": "LEASE_NOT_FOUND"}) or 0,
+        )
+
+    before = samples()
+    for _ in range(3):
+        metrics.record_rpc("Probe", "Count", "NOT_FOUND", "LEASE_NOT_FOUND", 0.002)
+    assert samples() == tuple(b + 3 for b in before)
+
+
+def test_the_access_record_is_what_access_log_info_made() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    access.access_log.addHandler(keep)
+    old_level = access.access_log.level
+    access.access_log.setLevel(logging.INFO)
+    try:
+        request = create_request()
+        access.observed("BookingService", "CreateLease", request, None, "OK", "OK", 0.01234)
+    finally:
+        access.access_log.removeHandler(keep)
+        access.access_log.setLevel(old_level)
+    (record,) = records
+    assert record.getMessage() == f"BookingService.CreateLease OK OK 12.3ms merchant_id={MERCHANT}"
+    assert (record.name, record.levelno, record.funcName) == (
+        "leasebroker.access",
+        logging.INFO,
+        "_log_access",
+    )
+    assert record.pathname == access.__file__
+    assert record.service == "BookingService" and record.duration_ms == 12.34
+    assert record.merchant_id == MERCHANT and not hasattr(record, "lease_id")
+    assert record.thread == threading.get_ident()
+
+
+# ---------------------------------------------------------------- the log handler
+
+
+def logger_pair(name: str, formatter: logging.Formatter, **options: Any) -> tuple[Any, ...]:
+    """A logger writing through a BackgroundStreamHandler and one through a plain
+    StreamHandler, each into its own buffer, with the same formatter."""
+    out: list[Any] = []
+    for handler_class in (BackgroundStreamHandler, logging.StreamHandler):
+        buffer = io.StringIO()
+        handler = (
+            handler_class(buffer, **options)
+            if handler_class is BackgroundStreamHandler
+            else handler_class(buffer)
+        )
+        handler.setFormatter(formatter)
+        logger = logging.getLogger(f"{name}.{handler_class.__name__}")
+        logger.propagate = False
+        logger.handlers = [handler]
+        logger.setLevel(logging.DEBUG)
+        out += [logger, handler, buffer]
+    return tuple(out)
+
+
+@pytest.mark.parametrize(
+    "formatter",
+    [
+        TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"),
+        JsonLineFormatter(JSON_FIELDS, rename_fields=JSON_NAMES),
+    ],
+    ids=["text", "json"],
+)
+def test_lines_are_those_a_stream_handler_writes(formatter: logging.Formatter) -> None:
+    background, handler, buffer, plain, _plain_handler, plain_buffer = logger_pair(
+        "lbtest.same", formatter
+    )
+    shown = [1, 2]
+    for logger in (background, plain):
+        logger.info(
+            "access %s %.1fms%s", "CreateLease", 1.25, " merchant_id=m", extra={"code": "OK"}
+        )
+        logger.warning("a list %s", shown, extra={"duration_ms": 2.5})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("failed: %d", 3)
+        logger.info("ünïcode ✓ %s", "émoji 🙂")
+    shown.append(3)  # after the call: the line keeps what the list held then
+    handler.flush()
+    ours = buffer.getvalue().replace(".BackgroundStreamHandler", "")
+    theirs = plain_buffer.getvalue().replace(".StreamHandler", "")
+    # The times differ by the moment each was logged; everything else is the same.
+    strip = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+    assert strip.sub("T", ours) == strip.sub("T", theirs)
+    assert "a list [1, 2]" in ours and "ValueError: boom" in ours
+
+
+def test_background_lines_keep_their_order_and_others_are_written_at_once() -> None:
+    buffer = io.StringIO()
+    handler = BackgroundStreamHandler(buffer, background=("lbtest.order.access",))
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    busy, other = logging.getLogger("lbtest.order.access"), logging.getLogger("lbtest.order.other")
+    for logger in (busy, other):
+        logger.propagate = False
+        logger.handlers = [handler]
+        logger.setLevel(logging.INFO)
+
+    def log_many(thread: int) -> None:
+        for i in range(300):
+            busy.info("%d %d", thread, i)
+
+    threads = [threading.Thread(target=log_many, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    other.warning("after every access line")
+    # Written when the call returned, after every line logged before it.
+    lines = buffer.getvalue().splitlines()
+    assert lines[-1] == "lbtest.order.other after every access line"
+    assert len(lines) == 8 * 300 + 1
+    for t in range(8):
+        mine = [line for line in lines if line.startswith(f"lbtest.order.access {t} ")]
+        assert mine == [f"lbtest.order.access {t} {i}" for i in range(300)]
+
+
+def test_a_background_line_is_written_soon_and_flush_waits_for_it() -> None:
+    buffer = io.StringIO()
+    handler = BackgroundStreamHandler(buffer, background=("lbtest.soon",))
+    logger = logging.getLogger("lbtest.soon")
+    logger.propagate = False
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO)
+    logger.info("one")
+    handler.flush()
+    assert buffer.getvalue() == "one\n"
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_writes_carry_whole_lines_of_at_most_a_pipes_atomic_size() -> None:
+    stream = CountingStream()
+    handler = BackgroundStreamHandler(stream, background=("lbtest.sizes",))
+    logger = logging.getLogger("lbtest.sizes")
+    logger.propagate = False
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO)
+    sizes = [10, 3000, 2000, 5000, 100, 100]
+    for i, size in enumerate(sizes):
+        logger.info("%d %s", i, "x" * size)
+    handler.flush()
+    assert "".join(stream.writes).splitlines() == [f"{i} {'x' * n}" for i, n in enumerate(sizes)]
+    for text in stream.writes:
+        assert text.endswith("\n")
+        assert len(text.encode()) <= log_writer.MAX_WRITE_BYTES or text.count("\n") == 1
+
+
+def test_every_line_is_written_by_the_time_the_process_exits() -> None:
+    script = textwrap.dedent(
+        """
+        import logging, threading
+        from leasebroker.cli.telemetry import configure_logging
+        configure_logging("INFO", "text")
+        access = logging.getLogger("leasebroker.access")
+        threads = [threading.Thread(target=lambda: [access.info("line %d", i) for i in range(500)])
+                   for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        logging.getLogger("leasebroker").info("last")
+        print("printed after the last line", flush=True)
+        import sys; sys.stdout.flush()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2001 and lines[-1].endswith("INFO leasebroker: last")
+    assert all(" INFO leasebroker.access: line " in line for line in lines[:-1])
