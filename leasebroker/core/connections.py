@@ -37,9 +37,12 @@ class _DeadlineMixin:
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         left = remaining_s()
-        if left is not None and "timeout" not in kwargs:
-            limit = self.socket_timeout if self.socket_timeout is not None else left
-            kwargs["timeout"] = max(_MIN_READ_S, min(limit, left))
+        # Only a deadline sooner than socket_timeout shortens the read. A later one would
+        # set the socket's own timeout on it and back: two system calls (and two hand-offs
+        # of the GIL) per reply that change nothing.
+        limit = self.socket_timeout
+        if left is not None and "timeout" not in kwargs and (limit is None or left < limit):
+            kwargs["timeout"] = max(_MIN_READ_S, left)
         return super().read_response(*args, **kwargs)  # type: ignore[misc]
 
 
