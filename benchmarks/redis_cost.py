@@ -4,7 +4,7 @@
   under ``redis-benchmark -P 16`` (EVALSHA after SCRIPT LOAD): requests/s and Redis CPU
   per call;
 - ``LeaseBroker.create_lease`` from many threads (the library path): requests/s and the
-  create_lease script's Redis CPU per call.
+  create_lease script's Redis CPU per call; and requests/s without auto-pipelining.
 
 Redis CPU per call is ``usec`` / ``calls`` of ``cmdstat_evalsha`` (INFO commandstats),
 as deltas around each run: on a shared Redis, other clients' EVALSHAs would count too.
@@ -119,10 +119,11 @@ def _threaded(call: Callable[[int], None], client: Any, threads: int, seconds: f
 
 def library(
     url: str, prefix: str, threads: int, duration_s: float
-) -> tuple[Throughput, Throughput]:
-    """``LeaseBroker.create_lease`` from ``threads`` threads, each call a fresh slot; then
-    the minimal script from as many threads through redis-py (the same client-side load
-    on the machine, so the two scripts' Redis CPU per call compare like for like)."""
+) -> tuple[Throughput, Throughput, Throughput]:
+    """``LeaseBroker.create_lease`` from ``threads`` threads, each call a fresh slot: with
+    auto-pipelining (the default), then without it; then the minimal script from as many
+    threads through redis-py (the same client-side load on the machine, so the two
+    scripts' Redis CPU per call compare like for like)."""
     from leasebroker.core.broker import LeaseBroker
     from leasebroker.core.keys import SlotId
     from leasebroker.core.model import LeaseRequest
@@ -131,14 +132,20 @@ def library(
 
     store = connect(url, pool_size=threads + 4)
     try:
-        broker = LeaseBroker(store.client, BrokerConfig(key_prefix=prefix))
         base = time.time_ns() + 24 * 3600 * 10**9
 
-        def create(i: int) -> None:
-            slot = SlotId(f"m{i % 16}", "svc", base + i * SLOT_STEP_NS, 1800 * 10**9)
-            broker.create_lease(LeaseRequest(slot, f"ref-{i}"))
+        def creates(auto_pipeline: bool, merchant: str) -> Throughput:
+            config = BrokerConfig(key_prefix=prefix)
+            broker = LeaseBroker(store.client, config, auto_pipeline=auto_pipeline)
 
-        created = _threaded(create, store.client, threads, duration_s)
+            def create(i: int) -> None:
+                slot = SlotId(f"{merchant}{i % 16}", "svc", base + i * SLOT_STEP_NS, 1800 * 10**9)
+                broker.create_lease(LeaseRequest(slot, f"ref-{i}"))
+
+            return _threaded(create, store.client, threads, duration_s)
+
+        pipelined = creates(True, "m")
+        alone = creates(False, "u")  # other merchants: no call replays one made above
         minimal = store.client.register_script(MINIMAL_HOLD)
 
         def hold(i: int) -> None:
@@ -146,6 +153,6 @@ def library(
             minimal(keys=keys, args=[1_000_000, 120_000, i])
 
         held = _threaded(hold, store.client, threads, duration_s)
-        return created, held
+        return pipelined, alone, held
     finally:
         store.close()

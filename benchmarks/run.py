@@ -76,13 +76,14 @@ def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> 
     rb_prefix, lib_prefix = unique_prefix("rb"), unique_prefix("lib")
     try:
         rb = redis_cost.redis_benchmark(client, url, rb_prefix, p.rb_requests)
-        lib, minimal = redis_cost.library(url, lib_prefix, WORKERS, p.library_s)
+        lib, unpipelined, minimal = redis_cost.library(url, lib_prefix, WORKERS, p.library_s)
     finally:
         delete_prefix(client, rb_prefix)
         delete_prefix(client, lib_prefix)
     data["redis"] = {
         "minimal_redis_benchmark": asdict(rb),
         "library_create_lease": asdict(lib),
+        "library_create_lease_unpipelined": asdict(unpipelined),
         "minimal_from_threads": asdict(minimal),
     }
     rows.append(
@@ -100,6 +101,15 @@ def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> 
             "x redis-benchmark",
             ">= 0.3x",
             lib.rps / rb.rps >= 0.3,
+        )
+    )
+    rows.append(
+        Row(
+            f"library create_lease, {WORKERS} threads, no auto-pipelining",
+            f"{unpipelined.rps:,.0f} req/s",
+            unpipelined.rps / rb.rps,
+            "x redis-benchmark",
+            detail="LeaseBroker(..., auto_pipeline=False): one round trip per call",
         )
     )
     ratio = lib.usec_per_call / minimal.usec_per_call

@@ -8,6 +8,7 @@ call at the client until the test lets them go: the first call is then on its wa
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,8 +17,10 @@ from typing import Any
 import pytest
 import redis
 from redis_servers import own_redis
-from support import HOUR_NS, START_NS, lease_request, outcome
+from support import HOUR_NS, START_NS, lease_request, outcome, run_main
 
+from leasebroker.cli.common import open_broker
+from leasebroker.cli.parser import build_parser
 from leasebroker.core import pipelining
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.deadline import call_deadline
@@ -225,6 +228,48 @@ def test_calls_recover_when_redis_forgets_its_scripts(make_broker, redis_client,
     assert broker.slot_status(requests[0].slot).holds == 21
 
 
+def test_a_bug_while_sending_fails_that_batch_only_and_sending_goes_on(
+    redis_client, key_prefix, monkeypatch
+):
+    pipeliner = Pipeliner(redis_client)
+    script = echo(redis_client)
+    key = [f"{key_prefix}:k"]
+    pipeliner.call(script, key, ["warm-up"])
+    held = HeldSends(redis_client, monkeypatch)
+    send = pipeliner._pipeline
+    failed: list[int] = []
+
+    def fails_once(calls: list[Any], **options: Any) -> None:
+        if not failed:
+            held.opened.wait(20)
+            failed.append(len(calls))
+            raise RuntimeError("a bug")
+        send(calls, **options)
+
+    monkeypatch.setattr(pipeliner, "_pipeline", fails_once)
+
+    def run(word: str) -> Any:
+        try:
+            return pipeliner.call(script, key, [word]).decode()
+        except RuntimeError as error:
+            return error
+
+    results, threads = in_threads([lambda i=i: run(f"first-{i}") for i in range(10)])
+    wait_until(lambda: pipeliner.waiting >= 9, "queued calls")
+    held.release()
+    join(threads)
+    assert results[0] == "first-0"  # straight through
+    broken = [r for r in results if isinstance(r, RuntimeError)]
+    assert len(broken) == failed[0] >= 1  # the callers of the failed batch
+    assert [r for r in results if isinstance(r, str)] == [
+        f"first-{i}" for i in range(10) if not isinstance(results[i], RuntimeError)
+    ]
+    # The sender goes on: the next calls that overlap are sent and answered.
+    results, threads = in_threads([lambda i=i: run(f"next-{i}") for i in range(10)])
+    join(threads)
+    assert results == [f"next-{i}" for i in range(10)]
+
+
 def test_a_batch_answered_noscript_loads_its_scripts_and_is_sent_once_more(
     redis_client, key_prefix, monkeypatch
 ):
@@ -337,3 +382,52 @@ def test_auto_pipelining_off_sends_each_call_alone(redis_client, key_prefix, mon
     join(threads)
     assert all(isinstance(r, Lease) for r in results)
     assert pipelines == []
+
+
+def test_serve_turns_it_off_by_flag_or_variable(monkeypatch, store_args, capsys):
+    assert build_parser().parse_args(["serve"]).auto_pipelining is True
+    off = build_parser().parse_args(["serve", *store_args, "--auto-pipelining", "off"])
+    assert off.auto_pipelining is False
+    store, broker = open_broker(off, pool_size=4)
+    try:
+        assert broker.pipeliner is None
+    finally:
+        store.close()
+    monkeypatch.setenv("LEASEBROKER_AUTO_PIPELINING", "0")
+    assert build_parser().parse_args(["serve"]).auto_pipelining is False
+    assert run_main(["serve", "--auto-pipelining", "maybe"]) == 2
+    assert "--auto-pipelining" in capsys.readouterr().err
+
+
+def test_a_forked_child_pipelines_afresh(make_broker, redis_client, monkeypatch):
+    """The parent's sender threads are not in a forked child (and a lock may have been
+    held at the fork): the child's calls still coalesce and each gets its lease."""
+    broker = make_broker(default_capacity=1)
+    broker.create_lease(lease_request(client_reference="warm-up", start_ns=START_NS - HOUR_NS))
+    held = HeldSends(redis_client, monkeypatch)
+    requests = [
+        lease_request(client_reference=f"parent-{i}", start_ns=START_NS + i * HOUR_NS)
+        for i in range(8)
+    ]
+    results, threads = in_threads([lambda r=r: broker.create_lease(r) for r in requests])
+    wait_until(lambda: broker.pipeliner.waiting >= 7, "queued calls")
+    pid = os.fork()  # calls queued, senders held: the child gets none of them
+    if pid == 0:
+        code = 1
+        try:
+            held.release()
+            children = [
+                lease_request(client_reference=f"child-{i}", start_ns=START_NS + (20 + i) * HOUR_NS)
+                for i in range(8)
+            ]
+            leases, more = in_threads([lambda r=r: broker.create_lease(r) for r in children])
+            join(more, timeout_s=20)
+            code = (
+                0 if [x.client_reference for x in leases] == [f"child-{i}" for i in range(8)] else 3
+            )
+        finally:
+            os._exit(code)
+    held.release()
+    join(threads)
+    assert [lease.client_reference for lease in results] == [r.client_reference for r in requests]
+    assert os.waitpid(pid, 0)[1] == 0

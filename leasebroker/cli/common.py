@@ -110,7 +110,7 @@ def open_broker(
     """
     given = config_from_args(args)
     store = open_store(args, pool_size)
-    broker = LeaseBroker(store.client, given)
+    broker = LeaseBroker(store.client, given, auto_pipeline=getattr(args, "auto_pipelining", True))
     try:
         _check_permissions(broker)
         if settle:

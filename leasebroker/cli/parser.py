@@ -28,6 +28,7 @@ from leasebroker.cli.options import (
     add_operator_command,
     add_store_options,
     admin_port_arg,
+    bool_arg,
     count_arg,
     duration_arg,
     env,
@@ -182,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int_arg,
         default=env("WORKERS", str(DEFAULT_WORKERS)),
         help="concurrent request handlers (and Redis connections)",
+    )
+    serve.add_argument(
+        "--auto-pipelining",
+        type=bool_arg,
+        metavar="on|off",
+        default=env("AUTO_PIPELINING", "on"),
+        help="send Redis script calls that overlap together, as one pipeline per round "
+        "trip (off: one round trip per call)",
     )
     serve.add_argument(
         "--processes",

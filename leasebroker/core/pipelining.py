@@ -3,12 +3,12 @@
 A lone call goes straight to Redis, as without this module: one ``EVALSHA`` on a pooled
 connection, in the caller's thread, with no timer and no hand-off. A call made while
 another is on its way to Redis waits in a queue instead; a sender thread takes
-everything queued (at most :data:`MAX_BATCH` calls) and sends it as one
-non-transactional pipeline on one pooled connection, then hands each caller its own
-reply, or its own error. Up to :data:`SENDERS` batches are on their way at once, so the
-next batch gathers while one is in Redis. Each call is still one script that Redis runs
-whole; the pipeline only saves the client the system calls, the pool checkouts and the
-thread switches of one round trip per call.
+everything queued (at most :data:`MAX_BATCH` calls), sends it as one non-transactional
+pipeline on one pooled connection, and hands each caller its own reply, or its own
+error; meanwhile the next batch gathers. Each call is still one script that Redis runs
+whole and alone; the pipeline only saves the client the system calls, the pool
+checkouts and the thread switches of one round trip per call, which are what bound a
+Python process's throughput.
 
 What a caller sees is what it saw before:
 
@@ -24,18 +24,22 @@ What a caller sees is what it saw before:
 - **Scripts reloaded.** Calls answered ``NOSCRIPT`` (after a restart, a failover or
   ``SCRIPT FLUSH``) are sent once more after ``SCRIPT LOAD``, as redis-py's ``Script`` does.
 
-The sender threads are daemon threads started when calls first overlap; each ends after
-:data:`LINGER_S` without work, so an idle process keeps none. A Redis Cluster client
-does not pipeline here (its calls go straight to the node of their key).
+Sender threads are daemon threads started when calls first overlap; each ends after
+:data:`LINGER_S` without work, so an idle process keeps none. One sender makes the
+largest batches, and measured fastest (``benchmarks/run.py``, the library rows); more
+would keep more batches on their way at once. A Redis Cluster client does not pipeline
+here (its calls go straight to the node of their key).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -45,10 +49,12 @@ import redis.exceptions
 from leasebroker.core.deadline import call_deadline, remaining_s
 from leasebroker.core.scripts import BoundScript
 
+log = logging.getLogger(__name__)
+
 # The most calls one pipeline carries.
 MAX_BATCH = 64
 # The most batches on their way to Redis at once (one sender thread each).
-SENDERS = 2
+SENDERS = 1
 # How long a sender thread waits for work before it ends.
 LINGER_S = 1.0
 
@@ -106,11 +112,11 @@ class Pipeliner:
     def __init__(self, client: Any) -> None:
         self._client = client
         self._reset()
+        _EVERY.add(self)
         # Batches taken from the queue, the calls they carried and the largest one.
         self.batches = self.batched_calls = self.largest_batch = 0
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._queue: deque[_Call] = deque()
@@ -128,8 +134,6 @@ class Pipeliner:
     def call(self, script: BoundScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run ``script`` and return its reply; raise what redis-py raised for it (a
         ``TimeoutError`` when the caller's deadline passed while it waited)."""
-        if os.getpid() != self._pid:  # a forked child: the parent's threads are not here
-            self._reset()
         with self._lock:
             direct = self._busy == 0 and not self._queue
             if direct:
@@ -176,36 +180,45 @@ class Pipeliner:
         raise redis.exceptions.TimeoutError(f"the call's deadline passed {where}")
 
     def _sender(self) -> None:
-        """A sender thread: take what is queued, send it, until there is nothing to take
-        for LINGER_S."""
+        """A sender thread: take what is queued and send it, until there has been nothing
+        to take for LINGER_S."""
         with self._lock:
-            while True:
-                if not self._queue:
-                    self._idle += 1
-                    woken = self._work.wait(LINGER_S)
-                    self._idle -= 1
-                    if not woken and not self._queue:
-                        self._senders -= 1
-                        return
-                    continue
-                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
-                for each in batch:
-                    each.state = _SENT
-                self.batches += 1
-                self.batched_calls += len(batch)
-                self.largest_batch = max(self.largest_batch, len(batch))
-                self._busy += 1
-                self._in_batches += len(batch)
-                if self._queue:  # more than one batch's worth: another sender may take it
-                    with contextlib.suppress(RuntimeError):  # else this one will, later
+            try:
+                self._take_and_send()
+            finally:
+                self._senders -= 1
+                if self._queue:  # ended by an error: another sender takes what is left
+                    with contextlib.suppress(RuntimeError):
                         self._wake_sender()
-                self._lock.release()
-                try:
-                    self._send(batch)
-                finally:
-                    self._lock.acquire()
-                    self._busy -= 1
-                    self._in_batches -= len(batch)
+
+    def _take_and_send(self) -> None:
+        """The sender's loop, entered and left with the lock held."""
+        while True:
+            if not self._queue:
+                self._idle += 1
+                woken = self._work.wait(LINGER_S)
+                self._idle -= 1
+                if not woken and not self._queue:
+                    return
+                continue
+            batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+            for each in batch:
+                each.state = _SENT
+            self.batches += 1
+            self.batched_calls += len(batch)
+            self.largest_batch = max(self.largest_batch, len(batch))
+            self._busy += 1
+            self._in_batches += len(batch)
+            if self._queue:  # more than one batch's worth: another sender may take it
+                with contextlib.suppress(RuntimeError):  # else this one will, later
+                    self._wake_sender()
+            self._lock.release()
+            try:
+                self._send(batch)
+            finally:
+                self._lock.acquire()
+                self._busy -= 1
+                self._in_batches -= len(batch)
 
     def _send(self, batch: list[_Call]) -> None:
         """Send ``batch`` and finish every call in it, whatever happens."""
@@ -223,7 +236,9 @@ class Pipeliner:
             for each in batch:
                 if not each.finished:
                     each.finish(error=_own_copy(exc))
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("sending a pipeline failed")
 
     def _pipeline(self, calls: list[_Call], *, retry_noscript: bool) -> None:
         deadlines = [each.deadline for each in calls]
@@ -256,3 +271,16 @@ class Pipeliner:
                     each.finish(error=_own_copy(exc))
                 return
         self._pipeline(unknown, retry_noscript=False)
+
+
+# Every Pipeliner, so that a forked child starts each afresh: the parent's sender threads
+# and queued calls are not in the child, and a lock may have been held at the fork.
+_EVERY: weakref.WeakSet[Pipeliner] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pipeliner in list(_EVERY):
+        pipeliner._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
