@@ -10,24 +10,8 @@ from leasebroker.core.keys import SlotId
 from leasebroker.core.model import LeaseRequest
 
 
-def test_create_lease_is_one_round_trip(broker, redis_client, monkeypatch):
-    start = time.time_ns() + HOUR_NS
-    broker.create_lease(LeaseRequest(SlotId("m", "s", start, HOUR_NS), "warm-up"))
-
-    commands: list[str] = []
-    send = redis_client.execute_command
-
-    def counting(*args, **options):
-        commands.append(str(args[0]))
-        return send(*args, **options)
-
-    monkeypatch.setattr(redis_client, "execute_command", counting)
-    lease = broker.create_lease(LeaseRequest(SlotId("m", "s", start + HOUR_NS, HOUR_NS), "r"))
-    assert lease.fence == 1
-    assert commands == ["EVALSHA"]
-
-
 def _counted(redis_client, monkeypatch) -> list[str]:
+    """The commands the client sends from now on (by name), as the test goes."""
     commands: list[str] = []
     send = redis_client.execute_command
 
@@ -37,6 +21,16 @@ def _counted(redis_client, monkeypatch) -> list[str]:
 
     monkeypatch.setattr(redis_client, "execute_command", counting)
     return commands
+
+
+def test_create_lease_is_one_round_trip(broker, redis_client, monkeypatch):
+    start = time.time_ns() + HOUR_NS
+    broker.create_lease(LeaseRequest(SlotId("m", "s", start, HOUR_NS), "warm-up"))
+
+    commands = _counted(redis_client, monkeypatch)
+    lease = broker.create_lease(LeaseRequest(SlotId("m", "s", start + HOUR_NS, HOUR_NS), "r"))
+    assert lease.fence == 1
+    assert commands == ["EVALSHA"]
 
 
 def test_a_cancel_or_a_move_reads_the_record_and_runs_its_script_nothing_more(
