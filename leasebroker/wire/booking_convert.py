@@ -95,9 +95,10 @@ def lease_request_from_proto(lease: pb.Lease) -> LeaseRequest:
     return request
 
 
-def lease_to_proto(request: pb.Lease, lease: Lease) -> pb.Lease:
-    """The response Lease: the request echoed field for field, with lease_id and expiry set."""
-    reply = pb.Lease()
+def lease_to_proto(request: pb.Lease, lease: Lease, reply: pb.Lease | None = None) -> pb.Lease:
+    """The response Lease: the request echoed field for field, with lease_id and expiry set;
+    written into ``reply`` when given (a response's field: no copy of a copy)."""
+    reply = pb.Lease() if reply is None else reply
     reply.CopyFrom(request)
     reply.lease_id = lease.lease_id
     expires_ns = lease.expires_at_ms * NS_PER_MS
@@ -135,11 +136,13 @@ def client_violations(client: pb.ClientInformation) -> list[FieldViolation]:
         )
         for name in _CLIENT_TEXT_FIELDS
     ]
-    checks += [
-        _client_text(getattr(client.address, name), f"client_information.address.{name}",
-                     required=False)
-        for name in _ADDRESS_FIELDS
-    ]  # fmt: skip
+    if client.HasField("address"):  # none of its texts is required
+        address = client.address
+        checks += [
+            _client_text(getattr(address, name), f"client_information.address.{name}",
+                         required=False)
+            for name in _ADDRESS_FIELDS
+        ]  # fmt: skip
     return [v for v in checks if v is not None]
 
 
@@ -163,14 +166,14 @@ def booking_request_from_proto(request: pb.CreateBookingRequest) -> BookingReque
     )
 
 
-def booking_to_proto(booking: Booking) -> pb.Booking:
-    """A stored booking as a v0 Booking (CANCELED is 4 on the v0 wire)."""
-    reply = pb.Booking(
-        booking_id=booking.booking_id,
-        merchant_id=booking.slot.merchant_id,
-        service_id=booking.slot.service_id,
-        status=_STATUS_TO_PROTO[booking.status],
-    )
+def booking_to_proto(booking: Booking, reply: pb.Booking | None = None) -> pb.Booking:
+    """A stored booking as a v0 Booking (CANCELED is 4 on the v0 wire); written into
+    ``reply`` when given (a response's field: no copy of a copy)."""
+    reply = pb.Booking() if reply is None else reply
+    reply.booking_id = booking.booking_id
+    reply.merchant_id = booking.slot.merchant_id
+    reply.service_id = booking.slot.service_id
+    reply.status = _STATUS_TO_PROTO[booking.status]
     reply.start_time.seconds, reply.start_time.nanos = divmod(booking.slot.start_ns, NS_PER_S)
     reply.duration.seconds, reply.duration.nanos = divmod(booking.slot.duration_ns, NS_PER_S)
     reply.client_information.ParseFromString(booking.client_information)

@@ -31,14 +31,18 @@ class BookingService(pb_grpc.BookingServiceServicer):
     ) -> pb.CreateLeaseResponse:
         with LEASE_FIELDS:
             lease = self.broker.create_lease(lease_request_from_proto(request.lease))
-        return pb.CreateLeaseResponse(lease=lease_to_proto(request.lease, lease))
+        response = pb.CreateLeaseResponse()
+        lease_to_proto(request.lease, lease, response.lease)
+        return response
 
     @rpc
     def CreateBooking(
         self, request: pb.CreateBookingRequest, context: grpc.ServicerContext
     ) -> pb.CreateBookingResponse:
         booking = self.broker.create_booking(booking_request_from_proto(request))
-        return pb.CreateBookingResponse(booking=booking_to_proto(booking))
+        response = pb.CreateBookingResponse()
+        booking_to_proto(booking, response.booking)
+        return response
 
     @rpc
     def UpdateBooking(
@@ -52,4 +56,6 @@ class BookingService(pb_grpc.BookingServiceServicer):
                 booking = self.broker.reschedule_booking(
                     update.booking_id, update.start_ns, update.duration_ns
                 )
-        return pb.UpdateBookingResponse(booking=booking_to_proto(booking))
+        response = pb.UpdateBookingResponse()
+        booking_to_proto(booking, response.booking)
+        return response
