@@ -10,6 +10,7 @@ Prints ``listening on HOST:PORT`` on stderr, as `serve` does, and runs until SIG
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import sys
 import threading
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=32)
     args = parser.parse_args()
     server, port = start(args.host, args.port, args.workers)
+    gc.collect()  # and freeze what start-up made, as serve does once it is ready
+    gc.freeze()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
