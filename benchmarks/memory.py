@@ -28,8 +28,17 @@ class MemoryResult:
     by_kind: dict[str, float]  # bytes per lease, per key kind, from one merchant
 
 
-def _used_memory(client: Any) -> int:
-    return int(client.info("memory")["used_memory"])
+def _used_memory(client: Any, settle_s: float = 10.0) -> int:
+    """``used_memory`` less what clients' buffers take (``mem_clients_normal``): an
+    earlier section's connections closing, or this one's opening, must not count. Read
+    once Redis has freed what UNLINK handed its background thread (an earlier section's
+    keys), which otherwise falls under the measurement's feet."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        info = client.info("memory")
+        if not int(info.get("lazyfree_pending_objects", 0)) or time.monotonic() > deadline:
+            return int(info["used_memory"]) - int(info.get("mem_clients_normal", 0))
+        time.sleep(0.05)
 
 
 def _breakdown(client: Any, prefix: str, merchant: str, leases: int) -> dict[str, float]:

@@ -128,12 +128,21 @@ def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> 
     )
 
 
-def memory_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> None:
+def memory_section(p: Profile, url: str, client, rows: list[Row], data: dict, fresh: bool) -> None:
+    """``fresh``: on a redis-server of its own. Redis frees an earlier section's keys,
+    and shrinks its tables after them, in the background: on the same server that
+    would fall under the measurement's feet."""
     prefix = unique_prefix("mem")
+    own = None
+    if fresh:
+        own, url = start_private_redis()
     try:
         result = memory.bytes_per_lease(url, prefix, p.leases)
     finally:
-        delete_prefix(client, prefix)
+        if own is not None:
+            own.stop()
+        else:
+            delete_prefix(client, prefix)
     data["memory"] = asdict(result)
     kinds = ", ".join(f"{k} {v:.0f}" for k, v in result.by_kind.items())
     rows.append(
@@ -208,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
         if "redis" in sections:
             redis_section(p, url, client, rows, data)
         if "memory" in sections:
-            memory_section(p, url, client, rows, data)
+            memory_section(p, url, client, rows, data, fresh=private is not None)
         if "idle" in sections:
             idle_section(p, url, client, rows, data)
     finally:
