@@ -129,13 +129,15 @@ def _log_access(
         "duration_ms": duration_ms,
         **ids,
     }
-    frame = sys._getframe()
-    where = frame.f_code
+    # Where the record comes from, as findCaller would say: this function, this line. (No
+    # frame kept in a local variable: a frame that refers to itself is a reference cycle,
+    # and with it every frame below it waits for the garbage collector.)
+    where = _log_access.__code__
     record = access_log.makeRecord(
         access_log.name,
         logging.INFO,
         where.co_filename,
-        frame.f_lineno,
+        sys._getframe().f_lineno,
         ACCESS_LINE,
         args,
         None,
