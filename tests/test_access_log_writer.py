@@ -179,6 +179,32 @@ def test_an_rpc_leaves_no_cyclic_garbage(backend: str, broker: Any) -> None:
     assert found == 0
 
 
+class Aborting(Deadline):
+    """A gRPC context that, like gRPC's own, ends the call with an exception on abort."""
+
+    def abort_with_status(self, status: Any) -> None:
+        raise RuntimeError("aborted")
+
+
+def test_a_refused_rpc_leaves_no_cyclic_garbage(backend: str, broker: Any) -> None:
+    """A refusal's BrokerError holds the handler's frame in its traceback; the frame must
+    not hold the error in turn."""
+    if backend == "fake":
+        pytest.skip("fakeredis's own Lua runtime leaves cycles; serve runs on Redis")
+    service = BookingService(broker)
+    service.CreateLease(create_request(client_reference="holder"), Deadline())
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(20):
+            with pytest.raises(RuntimeError, match="aborted"):
+                service.CreateLease(create_request(client_reference=f"r{i}"), Aborting())
+        found = gc.collect()
+    finally:
+        gc.enable()
+    assert found == 0
+
+
 # ---------------------------------------------------------------- the log handler
 
 

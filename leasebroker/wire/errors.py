@@ -130,7 +130,12 @@ def rpc(method: Callable[[Any, Any, grpc.ServicerContext], Reply]) -> Callable[.
             return reply
         code = STATUS_FOR_REASON[failed.reason].name
         _observe(self, method, request, None, code, failed.reason.value, started)
-        abort(context, failed)
+        try:
+            abort(context, failed)
+        finally:
+            # The error's traceback holds this frame: without the error in a local of it,
+            # a refusal leaves no reference cycle for the garbage collector to find.
+            del failed
         raise AssertionError("unreachable: abort raises")
 
     return handler
