@@ -110,7 +110,10 @@ class BrokerCore:
     def _call(self, name: str, keys: Sequence[str], args: Sequence[str | bytes | int]) -> list:
         """Run one script; store failures become STORE_UNAVAILABLE, anything else INTERNAL
         (a script that refused a malformed argument too: it wrote nothing)."""
-        reply = self._read(self._run_script, self.scripts[name], keys, args)
+        try:
+            reply = self._run_script(self.scripts[name], keys, args)
+        except redis.exceptions.RedisError as exc:
+            raise store_error(exc, name) from exc
         if int(reply[0]) == Outcome.BAD_ARGUMENT:
             log.error("script %s refused ARGV[%s]: %r", name, reply[1], args[int(reply[1]) - 1])
             raise BrokerError(Reason.INTERNAL, "internal error")
