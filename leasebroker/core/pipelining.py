@@ -6,9 +6,8 @@ another is on its way to Redis waits in a queue instead; a sender thread takes
 everything queued (at most :data:`MAX_BATCH` calls), sends it as one non-transactional
 pipeline on one pooled connection, and hands each caller its own reply, or its own
 error; meanwhile the next batch gathers. Each call is still one script that Redis runs
-whole and alone; the pipeline only saves the client the system calls, the pool
-checkouts and the thread switches of one round trip per call, which are what bound a
-Python process's throughput.
+whole and alone; the pipeline only saves the client the writes, reads and pool
+checkouts of one round trip per call, which bound a Python process's throughput.
 
 What a caller sees is what it saw before:
 
