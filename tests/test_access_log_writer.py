@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -351,3 +352,42 @@ def test_every_line_is_written_by_the_time_the_process_exits() -> None:
     lines = done.stderr.splitlines()
     assert len(lines) == 2001 and lines[-1].endswith("INFO leasebroker: last")
     assert all(" INFO leasebroker.access: line " in line for line in lines[:-1])
+
+
+class StalledStream(io.StringIO):
+    """A stream whose writes wait until it is released: a stderr nobody reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.released.wait(10)
+        return super().write(text)
+
+
+def test_lines_a_stalled_stream_cannot_take_hold_up_the_logger_not_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(log_writer, "MAX_QUEUED", 5)
+    stream = StalledStream()
+    handler = BackgroundStreamHandler(stream, background=("lbtest.stalled",))
+    logger = logging.getLogger("lbtest.stalled")
+    logger.propagate = False
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO)
+    logger.info("first")  # the writer takes it, and waits in write()
+    deadline = time.monotonic() + 5
+    while handler._queue.qsize() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for i in range(5):
+        logger.info("queued %d", i)  # returns at once
+    late = threading.Thread(target=logger.info, args=("late",))
+    late.start()
+    late.join(0.3)
+    assert late.is_alive()  # the sixth waits, as it waited for the stream before
+    stream.released.set()
+    late.join(10)
+    assert not late.is_alive()
+    handler.flush()
+    assert stream.getvalue().splitlines() == ["first", *(f"queued {i}" for i in range(5)), "late"]

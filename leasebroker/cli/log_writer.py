@@ -38,6 +38,9 @@ MAX_WRITE_BYTES = 4096
 GATHER_S = 0.005
 # The longest a logging call (or flush) waits for the writer thread.
 WAIT_S = 5.0
+# Past this many lines not yet written (a stderr that does not take them), a background
+# line waits for the writer too, as it waited for the stream before: memory stays bounded.
+MAX_QUEUED = 10_000
 
 _handlers: weakref.WeakSet[BackgroundStreamHandler] = weakref.WeakSet()
 
@@ -79,7 +82,7 @@ class BackgroundStreamHandler(logging.StreamHandler):
         fixed = object.__new__(type(record))
         fixed.__dict__.update(record.__dict__)
         fixed.msg, fixed.args = message, None
-        if record.name in self.background:
+        if record.name in self.background and self._queue.qsize() < MAX_QUEUED:
             self._queue.put(fixed)
             if self._writer is None:
                 self._start()
