@@ -431,3 +431,36 @@ def test_a_forked_child_pipelines_afresh(make_broker, redis_client, monkeypatch)
     join(threads)
     assert [lease.client_reference for lease in results] == [r.client_reference for r in requests]
     assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_record_reads_share_pipelines_with_script_calls(make_broker, redis_client, monkeypatch):
+    """The HGETALL before a booking's script (and any record read) queues like a script
+    call while another call is on its way, and each reader gets its own record."""
+    broker = make_broker(default_capacity=1)
+    pipeliner = broker.pipeliner
+    assert pipeliner is not None
+    leases = [
+        broker.create_lease(
+            lease_request(client_reference=f"ref-{i}", start_ns=START_NS + i * HOUR_NS)
+        )
+        for i in range(10)
+    ]
+    held = HeldSends(redis_client, monkeypatch)
+    first, first_threads = in_threads(
+        [
+            lambda: broker.create_lease(
+                lease_request(client_reference="on-its-way", start_ns=START_NS - HOUR_NS)
+            )
+        ]
+    )
+    wait_until(lambda: held.direct == ["EVALSHA"], "the first call on its way")
+    reads, read_threads = in_threads(
+        [lambda lease=lease: broker.get_lease(lease.lease_id) for lease in leases]
+    )
+    wait_until(lambda: pipeliner.waiting >= len(leases), "the reads queued")
+    held.release()
+    join(first_threads + read_threads)
+    assert first[0].client_reference == "on-its-way"
+    assert [cmd for pipeline in held.pipelines for cmd in pipeline] == ["HGETALL"] * len(leases)
+    assert [view.lease_id for view in reads] == [lease.lease_id for lease in leases]
+    assert [view.client_reference for view in reads] == [f"ref-{i}" for i in range(10)]

@@ -100,6 +100,8 @@ class BrokerCore:
         self._cluster = isinstance(client, redis.cluster.RedisCluster)
         self.pipeliner = Pipeliner(client) if auto_pipeline and not self._cluster else None
         self._run_script = self.pipeliner.call if self.pipeliner else _run_directly
+        # The record read before a booking's script shares pipelines too.
+        self._run_command = self.pipeliner.command if self.pipeliner else client.execute_command
         self._registered: dict[str, float] = {}
         # The due index entries this process wrote last (core/due.py): merchant ->
         # (expiry ms, monotonic time of the write).
@@ -142,7 +144,7 @@ class BrokerCore:
 
     def _record(self, key: str) -> dict[str, bytes]:
         """A record HASH with text field names (empty when the key does not exist)."""
-        raw = self._read(self.client.hgetall, key)
+        raw = self._read(self._run_command, "HGETALL", key)
         return {k.decode(): v for k, v in raw.items()}
 
     def _load(self, kind: str, public_id: str) -> tuple[ParsedId, str, dict[str, bytes]]:

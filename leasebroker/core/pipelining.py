@@ -40,7 +40,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.exceptions
@@ -61,11 +61,14 @@ _QUEUED, _SENT, _ABANDONED = "queued", "sent", "abandoned"
 
 
 class _Call:
-    """One queued script call: its command, its deadline, and its outcome once known."""
+    """One queued call (a script's, or a plain command with no script): its command,
+    its deadline, and its outcome once known."""
 
     __slots__ = ("_done", "command", "deadline", "error", "finished", "reply", "script", "state")
 
-    def __init__(self, script: BoundScript, command: list[Any], deadline: float | None) -> None:
+    def __init__(
+        self, script: BoundScript | None, command: list[Any], deadline: float | None
+    ) -> None:
         self.script = script
         self.command = command
         self.deadline = deadline  # on time.monotonic(), or None
@@ -133,17 +136,32 @@ class Pipeliner:
     def call(self, script: BoundScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run ``script`` and return its reply; raise what redis-py raised for it (a
         ``TimeoutError`` when the caller's deadline passed while it waited)."""
+        return self._run(script, lambda: script(keys, args), lambda: script.command(keys, args))
+
+    def command(self, *command: Any) -> Any:
+        """Run one plain command (the record read before a booking's script: HGETALL)
+        the same way: alone, straight through; else in the next pipeline. Its reply is
+        what the client's own method gives (redis-py parses it by the command's name)."""
+        client = self._client
+        return self._run(None, lambda: client.execute_command(*command), lambda: list(command))
+
+    def _run(
+        self,
+        script: BoundScript | None,
+        directly: Callable[[], Any],
+        as_command: Callable[[], list[Any]],
+    ) -> Any:
         with self._lock:
             direct = self._busy == 0 and not self._queue
             if direct:
                 self._busy += 1
         if direct:
             try:
-                return script(keys, args)
+                return directly()
             finally:
                 with self._lock:
                     self._busy -= 1
-        command = script.command(keys, args)  # a wrong key count fails here, unsent
+        command = as_command()  # a script's wrong key count fails here, unsent
         left = remaining_s()
         queued = _Call(script, command, None if left is None else time.monotonic() + left)
         with self._lock:
@@ -254,7 +272,11 @@ class Pipeliner:
                 return
             unknown = []
             for each, reply in zip(calls, replies, strict=True):
-                if retry_noscript and isinstance(reply, redis.exceptions.NoScriptError):
+                if (
+                    retry_noscript
+                    and each.script is not None
+                    and isinstance(reply, redis.exceptions.NoScriptError)
+                ):
                     unknown.append(each)
                 elif isinstance(reply, Exception):
                     each.finish(error=reply)
@@ -263,7 +285,7 @@ class Pipeliner:
             if not unknown:
                 return
             try:  # Redis forgot its scripts: load them, send those calls once more
-                for script in {each.script for each in unknown}:
+                for script in {each.script for each in unknown if each.script is not None}:
                     self._client.script_load(script.text)
             except Exception as exc:
                 for each in unknown:
