@@ -109,14 +109,13 @@ else
   refresh_slot_ttl(KEYS[1])
 end
 
-if ARGV[15] == '' then
-  redis.call('HSET', KEYS[4], 'state', LEASE_STATE.HELD, 'slot_field', ARGV[3],
-    'ref', ARGV[9], 'fence', fence, 'start_ms', start, 'created_ms', now, 'expires_ms', expires)
-else
-  redis.call('HSET', KEYS[4], 'state', LEASE_STATE.HELD, 'slot_field', ARGV[3],
-    'ref', ARGV[9], 'fence', fence, 'start_ms', start, 'created_ms', now, 'expires_ms', expires,
-    'tag', ARGV[15])
+local record = {'state', LEASE_STATE.HELD, 'slot_field', ARGV[3], 'ref', ARGV[9],
+  'fence', fence, 'start_ms', start, 'created_ms', now, 'expires_ms', expires}
+if ARGV[15] ~= '' then
+  record[#record + 1] = 'tag'
+  record[#record + 1] = ARGV[15]
 end
+redis.call('HSET', KEYS[4], unpack(record))
 redis.call('PEXPIREAT', KEYS[4], expires + tonumber(ARGV[10]))
 
 write_ref(KEYS[3], lease_id, ARGV[2], expires, fence)
