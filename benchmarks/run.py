@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -196,6 +197,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--serve-arg", action="append", default=[], help="extra `serve` option (repeatable)"
     )
     args = parser.parse_args(argv)
+    # A benchmark stopped by SIGTERM (a timeout, a CI cancel) unwinds like Ctrl-C, so the
+    # finally blocks stop the redis-server and serve processes it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     profile_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     p = PROFILES[profile_name]
     sections = args.only or list(SECTIONS)
