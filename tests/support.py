@@ -58,8 +58,9 @@ from leasebroker.core.units import NS_PER_S
 REAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 MERCHANT = "merchant-1"
 # One slot start for every test: tomorrow, on the hour (whole seconds, whole ms), so no
-# hold is ever cut short by the slot's start.
-START_S = (int(time.time()) // 3600 + 24) * 3600
+# hold is ever cut short by the slot's start. 24 to 25 hours ahead when the tests start,
+# so still more than 23 hours ahead an hour later (a suite that crosses a full hour).
+START_S = (int(time.time()) // 3600 + 25) * 3600
 START_NS = START_S * NS_PER_S
 DURATION_S = 1800
 DURATION_NS = DURATION_S * NS_PER_S
