@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
+from conftest import delete_prefix, real_redis_or_skip
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis_servers import own_redis
 from support import START_NS
@@ -27,7 +28,9 @@ from leasebroker.core.background import Periodic
 from leasebroker.core.base import DEADLINE_SLACK_MS
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.deadline import call_deadline
+from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.keys import SlotId
+from leasebroker.core.model import LeaseRequest
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.store import connect
 from leasebroker.core.units import NS_PER_S
@@ -138,3 +141,27 @@ def test_a_single_node_gets_the_deadline_with_slack(broker):
         <= now + 5_000 + DEADLINE_SLACK_MS + tolerance
     )
     assert broker._deadline_arg() == ""
+
+
+def test_a_call_waiting_for_a_pooled_connection_gives_up_at_its_deadline(key_prefix):
+    """Every connection of the pool is taken: a call ends at its own deadline
+    (DEADLINE_EXCEEDED), not after the pool's 5 s wait."""
+    redis_client = real_redis_or_skip()
+    store = connect("redis://127.0.0.1:6379/0", pool_size=1)
+    request = LeaseRequest(SlotId("m", "s", START_NS, NS_PER_S), "r")
+    try:
+        broker = LeaseBroker(store.client, BrokerConfig(key_prefix=key_prefix), auto_pipeline=False)
+        pool = store.client.connection_pool
+        taken = pool.get_connection()
+        started = time.monotonic()
+        with pytest.raises(BrokerError) as refused, call_deadline(0.3):
+            broker.create_lease(request)
+        waited = time.monotonic() - started
+        assert refused.value.reason is Reason.DEADLINE_EXCEEDED
+        assert 0.25 <= waited < 2.0, waited
+        pool.release(taken)
+        with call_deadline(5.0):  # a connection free again: the same call goes through
+            assert broker.create_lease(request).fence == 1
+    finally:
+        store.close()
+        delete_prefix(redis_client, key_prefix)

@@ -68,7 +68,28 @@ def connection_class(url: str) -> type[redis.connection.AbstractConnection]:
     return DeadlineConnection
 
 
-class _TimedQueue(queue.LifoQueue):
+class DeadlineQueue(queue.LifoQueue):
+    """A pool's queue of free connections whose wait ends at the current call's deadline
+    too, not only after the pool's own timeout (5 s): a call with 100 ms left does not
+    sit 5 s waiting for a connection. Redis-py then raises "No connection available",
+    which the broker reports as DEADLINE_EXCEEDED once the deadline has passed."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        left = remaining_s()
+        if block and left is not None and (timeout is None or left < timeout):
+            timeout = max(0.0, left)
+        return super().get(block, timeout)
+
+
+class DeadlinePool(redis.BlockingConnectionPool):
+    """redis-py's blocking pool, with a :class:`DeadlineQueue` of free connections."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("queue_class", DeadlineQueue)
+        super().__init__(**kwargs)
+
+
+class _TimedQueue(DeadlineQueue):
     """The pool's queue of free connections, reporting how long each take waited."""
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -94,7 +115,10 @@ def observe_pool_waits(client: Any) -> int:
         ]
     changed = 0
     for pool in pools:
-        if isinstance(pool, redis.BlockingConnectionPool) and type(pool.pool) is queue.LifoQueue:
+        if isinstance(pool, redis.BlockingConnectionPool) and type(pool.pool) in (
+            queue.LifoQueue,
+            DeadlineQueue,
+        ):
             pool.queue_class = _TimedQueue  # for a reset() after a fork
             pool.pool.__class__ = _TimedQueue  # the free connections stay where they are
             changed += 1

@@ -18,7 +18,7 @@ import redis.cluster
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from leasebroker.core.connections import connection_class
+from leasebroker.core.connections import DeadlinePool, connection_class
 from leasebroker.core.sentinel import is_sentinel_url, parse_sentinel_url, sentinel_client
 
 log = logging.getLogger(__name__)
@@ -147,12 +147,12 @@ def connect(
         client = redis.cluster.RedisCluster.from_url(
             url,
             max_connections=pool_size,
-            connection_pool_class=redis.BlockingConnectionPool,
+            connection_pool_class=DeadlinePool,
             connection_class=connection_class(url),
             **options,
         )
         return Store(client, f"Redis Cluster at {safe_url(url)}", False)
-    pool = redis.BlockingConnectionPool.from_url(
+    pool = DeadlinePool.from_url(
         url,
         max_connections=pool_size,
         timeout=POOL_WAIT_S,
