@@ -49,28 +49,16 @@ def enable_reflection(service_names: Sequence[str], server: grpc.Server) -> None
     _add_v1_descriptor()
     names = (*service_names, V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME)
     servicer = v1alpha.ReflectionServicer(names)
+    # One handler under both names. Same fields, same numbers: the v1alpha messages
+    # read and write v1.
+    method = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=v1alpha_pb2.ServerReflectionRequest.FromString,
+        response_serializer=v1alpha_pb2.ServerReflectionResponse.SerializeToString,
+    )
     server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                V1ALPHA_SERVICE_NAME,
-                {
-                    "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
-                        servicer.ServerReflectionInfo,
-                        request_deserializer=v1alpha_pb2.ServerReflectionRequest.FromString,
-                        response_serializer=v1alpha_pb2.ServerReflectionResponse.SerializeToString,
-                    )
-                },
-            ),
-            grpc.method_handlers_generic_handler(
-                V1_SERVICE_NAME,
-                {
-                    # Same fields, same numbers: the v1alpha messages read and write v1.
-                    "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
-                        servicer.ServerReflectionInfo,
-                        request_deserializer=v1alpha_pb2.ServerReflectionRequest.FromString,
-                        response_serializer=v1alpha_pb2.ServerReflectionResponse.SerializeToString,
-                    )
-                },
-            ),
+        tuple(
+            grpc.method_handlers_generic_handler(name, {"ServerReflectionInfo": method})
+            for name in (V1ALPHA_SERVICE_NAME, V1_SERVICE_NAME)
         )
     )
