@@ -144,7 +144,10 @@ class BrokerCore:
 
     def _record(self, key: str) -> dict[str, bytes]:
         """A record HASH with text field names (empty when the key does not exist)."""
-        raw = self._read(self._run_command, "HGETALL", key)
+        try:
+            raw = self._run_command("HGETALL", key)
+        except redis.exceptions.RedisError as exc:  # named by its command, as _call does
+            raise store_error(exc, "HGETALL") from exc
         return {k.decode(): v for k, v in raw.items()}
 
     def _load(self, kind: str, public_id: str) -> tuple[ParsedId, str, dict[str, bytes]]:
