@@ -1,6 +1,8 @@
-"""The no-op baseline: the v0 BookingService on the same server stack as `serve` (a sync
-``grpc.server`` with the same number of handler threads), answering every call with a
-canned reply without touching Redis.
+"""The no-op baseline: the v0 BookingService on the same server stack as `serve` (a
+``grpc.aio`` server on an event loop thread of its own, with the same number of handler
+threads for plain methods; CreateLease a coroutine, CreateBooking and UpdateBooking plain
+methods, as in wire/booking_service.py), answering every call with a canned reply
+without touching Redis.
 
     python benchmarks/noop_server.py --port 0 --workers 32
 
@@ -20,6 +22,7 @@ import grpc
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
+from leasebroker.wire.server import AioServer
 
 
 def _canned_lease() -> pb.Lease:
@@ -56,7 +59,7 @@ UPDATE_REPLY = pb.UpdateBookingResponse(booking=_canned_booking(pb.CANCELED))
 class NoopBookingService(pb_grpc.BookingServiceServicer):
     """Canned replies: what the server stack costs with no broker behind it."""
 
-    def CreateLease(self, request, context):
+    async def CreateLease(self, request, context):
         return LEASE_REPLY
 
     def CreateBooking(self, request, context):
@@ -66,18 +69,21 @@ class NoopBookingService(pb_grpc.BookingServiceServicer):
         return UPDATE_REPLY
 
 
-def start(host: str, port: int, workers: int) -> tuple[grpc.Server, int]:
+def start(host: str, port: int, workers: int) -> tuple[AioServer, int]:
     """Start the no-op server the way wire/server.py starts the real one."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-        options=[("grpc.so_reuseport", 0)],
-    )
-    pb_grpc.add_BookingServiceServicer_to_server(NoopBookingService(), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"could not bind {host}:{port}")
-    server.start()
-    return server, bound
+    executor = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
+    aio = AioServer("booking-service", executor)
+
+    async def build() -> int:
+        aio.server = grpc.aio.server(
+            migration_thread_pool=executor, options=[("grpc.so_reuseport", 0)]
+        )
+        pb_grpc.add_BookingServiceServicer_to_server(NoopBookingService(), aio.server)
+        bound = aio.server.add_insecure_port(f"{host}:{port}")
+        await aio.server.start()
+        return bound
+
+    return aio, aio.run(build())
 
 
 def main() -> None:

@@ -245,7 +245,8 @@ def test_unexpected_error_is_internal_and_leaks_nothing(broker, stub, monkeypatc
     def explode(_request):
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(broker, "create_lease", explode)
+    # The script call both CreateLease paths build (threaded and asyncio).
+    monkeypatch.setattr(broker, "create_lease_call", explode)
     with pytest.raises(grpc.RpcError) as caught:
         stub.CreateLease(create_request())
 

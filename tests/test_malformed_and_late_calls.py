@@ -113,13 +113,17 @@ class LateContext:
 
     def __init__(self, remaining: float | None) -> None:
         self.remaining = remaining
-        self.status: Any = None
+        self.code: Any = None
+        self.trailers: Any = None
 
     def time_remaining(self) -> float | None:
         return self.remaining
 
-    def abort_with_status(self, status: Any) -> None:
-        self.status = status
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        self.trailers = metadata
+
+    def abort(self, code: Any, details: str) -> None:
+        self.code = code
         raise grpc.RpcError()
 
 
@@ -136,7 +140,8 @@ def test_a_call_whose_deadline_passed_is_not_run(remaining):
     with pytest.raises(grpc.RpcError):
         Servicer().CreateLease(create_request(), context)
     assert ran == []
-    assert context.status.code is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert context.code is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert context.trailers  # the status details travel in the trailers
 
 
 def test_a_call_without_deadline_runs():

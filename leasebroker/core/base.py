@@ -116,6 +116,12 @@ class BrokerCore:
             reply = self._run_script(self.scripts[name], keys, args)
         except redis.exceptions.RedisError as exc:
             raise store_error(exc, name) from exc
+        return self.checked_reply(name, args, reply)
+
+    @staticmethod
+    def checked_reply(name: str, args: Sequence[str | bytes | int], reply: list) -> list:
+        """A script's reply, unless it is a refusal no caller handles itself: a
+        malformed argument (INTERNAL: it wrote nothing) or a passed deadline."""
         if int(reply[0]) == Outcome.BAD_ARGUMENT:
             log.error("script %s refused ARGV[%s]: %r", name, reply[1], args[int(reply[1]) - 1])
             raise BrokerError(Reason.INTERNAL, "internal error")
@@ -225,17 +231,27 @@ class BrokerCore:
         The registry is one SET outside any merchant's hash tag, so scripts cannot
         write it; a missed entry only delays lease.expired events, never a decision.
         """
-        now = time.monotonic()
-        with self._registry_lock:
-            if now - self._registered.get(merchant_id, -_REGISTRY_REFRESH_S) < _REGISTRY_REFRESH_S:
-                return
-            self._registered[merchant_id] = now
+        if not self.claim_registration(merchant_id):
+            return
         try:
             self._read(self.client.sadd, self.keys.merchants(), merchant_id)
         except BrokerError:
-            with self._registry_lock:
-                self._registered.pop(merchant_id, None)
+            self.forget_registration(merchant_id)
             raise
+
+    def claim_registration(self, merchant_id: str) -> bool:
+        """Whether this process should (re-)add the merchant to the registry now; if so,
+        it counts as added until :meth:`forget_registration` (the write failed)."""
+        now = time.monotonic()
+        with self._registry_lock:
+            if now - self._registered.get(merchant_id, -_REGISTRY_REFRESH_S) < _REGISTRY_REFRESH_S:
+                return False
+            self._registered[merchant_id] = now
+            return True
+
+    def forget_registration(self, merchant_id: str) -> None:
+        with self._registry_lock:
+            self._registered.pop(merchant_id, None)
 
     def merchants(self) -> list[str]:
         """Every merchant the registry knows (those with leases, bookings or inventory)."""

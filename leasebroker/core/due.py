@@ -34,19 +34,29 @@ class DueOps(BrokerCore):
     def mark_due(self, merchant_id: str, expires_ms: int) -> None:
         """Make sure the index has the merchant due at ``expires_ms`` or earlier (best
         effort: a failure is logged, and only delays the lease's sweep)."""
-        now = time.monotonic()
-        with self._marks_lock:
-            written = self._marks.get(merchant_id)
-            if written and written[0] <= expires_ms and now - written[1] < MARK_REUSE_S:
-                return
-            self._marks[merchant_id] = (expires_ms, now)
+        if not self.claim_mark(merchant_id, expires_ms):
+            return
         key = self.keys.due()
         try:
             self._read(lambda: self.client.zadd(key, {merchant_id: expires_ms}, lt=True))
         except BrokerError as error:
-            with self._marks_lock:
-                self._marks.pop(merchant_id, None)
+            self.forget_mark(merchant_id)
             log.warning("could not mark a merchant due for the sweeper: %s", error)
+
+    def claim_mark(self, merchant_id: str, expires_ms: int) -> bool:
+        """Whether the index entry must be written now (``ZADD LT`` of ``expires_ms``);
+        if so, it counts as written until :meth:`forget_mark` (the write failed)."""
+        now = time.monotonic()
+        with self._marks_lock:
+            written = self._marks.get(merchant_id)
+            if written and written[0] <= expires_ms and now - written[1] < MARK_REUSE_S:
+                return False
+            self._marks[merchant_id] = (expires_ms, now)
+            return True
+
+    def forget_mark(self, merchant_id: str) -> None:
+        with self._marks_lock:
+            self._marks.pop(merchant_id, None)
 
     def due_merchants(self, now_ms: int, limit: int) -> list[tuple[str, int]]:
         """Up to ``limit`` merchants due at ``now_ms`` with the score each was due at."""

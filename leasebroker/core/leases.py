@@ -128,6 +128,24 @@ class LeaseOps(DueOps):
         STORE_UNAVAILABLE retry with the same request, which returns the lease if
         the first attempt did get through.
         """
+        keys, args = self.create_lease_call(request)
+        reply = self._call("create_lease", keys, args)
+        lease = self.lease_from_reply(request, reply)
+        # Only once the hold exists: a refused request writes nothing at all. A failed
+        # registration only delays lease.expired events (the next lease retries it),
+        # so it does not turn a granted lease into an error.
+        try:
+            self.register_merchant(lease.slot.merchant_id)
+        except BrokerError as error:
+            log.warning("could not register merchant for the expiry sweeper: %s", error)
+        if not lease.replayed:
+            self.mark_due(lease.slot.merchant_id, lease.expires_at_ms)
+        return lease
+
+    def create_lease_call(self, request: LeaseRequest) -> tuple[list[str], list[str | int]]:
+        """The KEYS and ARGV of the create_lease script for ``request`` (validated first:
+        raises INVALID_FIELD). Shared by :meth:`create_lease` and the asyncio front end's
+        (core/async_leases.py), so both send exactly the same script call."""
         raise_if_invalid(lease_request_violations(request))
         slot = request.slot
         merchant = slot.merchant_id
@@ -144,7 +162,7 @@ class LeaseOps(DueOps):
         ]
         expiry = request.requested_expiry_ns
         config = self.config  # once: a settings reload must not mix old and new values
-        args = [
+        args: list[str | int] = [
             make_public_id(IdKind.LEASE, merchant, token),
             request_fingerprint(request),
             field,
@@ -161,22 +179,17 @@ class LeaseOps(DueOps):
             NOTHING_OFFERED_FIELD,
             request.availability_tag,
         ]
-        reply = self._call("create_lease", keys, args)
+        return keys, args
+
+    def lease_from_reply(self, request: LeaseRequest, reply: list) -> Lease:
+        """The granted (or replayed) lease a create_lease reply names; raises the
+        refusal's BrokerError for any other outcome."""
         outcome = Outcome(int(reply[0]))
         if outcome not in (Outcome.OK, Outcome.REPLAYED):
             raise self._refuse(outcome, _CREATE_REFUSALS)
-        # Only once the hold exists: a refused request writes nothing at all. A failed
-        # registration only delays lease.expired events (the next lease retries it),
-        # so it does not turn a granted lease into an error.
-        try:
-            self.register_merchant(merchant)
-        except BrokerError as error:
-            log.warning("could not register merchant for the expiry sweeper: %s", error)
-        if outcome is Outcome.OK:
-            self.mark_due(merchant, int(reply[2]))
         return Lease(
             lease_id=reply[1].decode(),
-            slot=slot,
+            slot=request.slot,
             client_reference=request.client_reference,
             availability_tag=request.availability_tag,
             expires_at_ms=int(reply[2]),

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -96,46 +96,88 @@ def to_status(error: BrokerError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-def abort(context: grpc.ServicerContext, error: BrokerError) -> None:
-    """End the RPC with the error's status (raises, as ServicerContext.abort does)."""
-    context.abort_with_status(to_status(error))
+def _admit(request: Any, context: Any) -> float | None:
+    """The seconds the call's client still waits (None: no deadline); raises for a
+    request that did not decode and a call whose deadline has already passed (neither
+    runs at all)."""
+    if isinstance(request, UndecodableRequest):
+        raise BrokerError(
+            Reason.MALFORMED_REQUEST,
+            f"the request is not a valid {request.message_type}: {request.problem}",
+        )
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline had passed")
+    return remaining
+
+
+def _unexpected(method: Callable) -> BrokerError:
+    log.exception("%s failed", method.__name__)
+    return BrokerError(Reason.INTERNAL, "internal error")
+
+
+def _observe_refusal(
+    servicer: Any, method: Callable, request: Any, failed: BrokerError, started: float
+) -> grpc.Status:
+    """Count and log a refused call; its status."""
+    code = STATUS_FOR_REASON[failed.reason].name
+    _observe(servicer, method, request, None, code, failed.reason.value, started)
+    return to_status(failed)
 
 
 def rpc(method: Callable[[Any, Any, grpc.ServicerContext], Reply]) -> Callable[..., Reply]:
-    """Run one RPC: refuse an undecodable request and a call whose deadline has already
-    passed (neither runs at all), turn BrokerError into its status and any other
-    exception into a bare INTERNAL."""
+    """Run one RPC (in a handler thread): refuse an undecodable request and a call whose
+    deadline has already passed (neither runs at all), turn BrokerError into its status
+    and any other exception into a bare INTERNAL."""
 
     @functools.wraps(method)
     def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Reply:
         started = time.monotonic()
         try:
-            if isinstance(request, UndecodableRequest):
-                raise BrokerError(
-                    Reason.MALFORMED_REQUEST,
-                    f"the request is not a valid {request.message_type}: {request.problem}",
-                )
-            remaining = context.time_remaining()
-            if remaining is not None and remaining <= 0:
-                raise BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline had passed")
-            with call_deadline(remaining):
+            with call_deadline(_admit(request, context)):
                 reply = method(self, request, context)
         except BrokerError as error:
             failed = error
         except Exception:
-            log.exception("%s failed", method.__name__)
-            failed = BrokerError(Reason.INTERNAL, "internal error")
+            failed = _unexpected(method)
         else:
             _observe(self, method, request, reply, "OK", "OK", started)
             return reply
-        code = STATUS_FOR_REASON[failed.reason].name
-        _observe(self, method, request, None, code, failed.reason.value, started)
+        status = _observe_refusal(self, method, request, failed, started)
+        # The error's traceback holds this frame: without the error in a local of it,
+        # a refusal leaves no reference cycle for the garbage collector to find.
+        del failed
+        # What abort_with_status does, which the thread-run handlers of a grpc.aio
+        # server (plain methods such as this one) are not given.
+        context.set_trailing_metadata(status.trailing_metadata)
+        context.abort(status.code, status.details)
+        raise AssertionError("unreachable: abort raises")
+
+    return handler
+
+
+def rpc_async(
+    method: Callable[[Any, Any, Any], Awaitable[Reply]],
+) -> Callable[..., Awaitable[Reply]]:
+    """:func:`rpc` for a coroutine handler of a ``grpc.aio`` server: the same checks,
+    the same statuses, the same access line and metrics."""
+
+    @functools.wraps(method)
+    async def handler(self: Any, request: Any, context: Any) -> Reply:
+        started = time.monotonic()
         try:
-            abort(context, failed)
-        finally:
-            # The error's traceback holds this frame: without the error in a local of it,
-            # a refusal leaves no reference cycle for the garbage collector to find.
-            del failed
+            with call_deadline(_admit(request, context)):
+                reply = await method(self, request, context)
+        except BrokerError as error:
+            failed = error
+        except Exception:
+            failed = _unexpected(method)
+        else:
+            _observe(self, method, request, reply, "OK", "OK", started)
+            return reply
+        status = _observe_refusal(self, method, request, failed, started)
+        del failed
+        await context.abort_with_status(status)
         raise AssertionError("unreachable: abort raises")
 
     return handler

@@ -1,12 +1,21 @@
 """Running the gRPC servers: the v0 BookingService and, on its own port, the operators'
-LeaseAdmin; each with health checking and reflection."""
+LeaseAdmin; each with health checking and reflection.
+
+The BookingService runs on a ``grpc.aio`` server driven by an event loop in a thread of
+its own (:class:`AioServer`), so that CreateLease waits for Redis as a coroutine, not as
+a parked thread (wire/booking_service.py); the plain methods (health, reflection,
+CreateBooking, UpdateBooking) run in its ``workers`` handler threads. The admin service
+is a threaded ``grpc.server``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +59,7 @@ ADMIN_MAX_MESSAGE_BYTES = MAX_FEED_BYTES
 class RunningServer:
     """A started server and the port it actually bound (useful with port 0)."""
 
-    server: grpc.Server
+    server: Any  # a grpc.Server, or an AioServer (which stops the same way)
     port: int
     health: health.HealthServicer
     service_name: str
@@ -72,6 +81,94 @@ class RunningServer:
         self.server.stop(grace).wait()
 
 
+class AioServer:
+    """A ``grpc.aio`` server whose event loop runs in a daemon thread of its own, so the
+    rest of the process stays threaded. :meth:`stop` works as ``grpc.Server.stop``."""
+
+    def __init__(self, thread_name: str, executor: futures.ThreadPoolExecutor) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.executor = executor
+        self.server: Any = None
+        self.service: BookingService | None = None
+        self._stopped: threading.Event | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run_loop, name=thread_name, daemon=True)
+        self._thread.start()
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coroutine`` on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self, grace: float | None) -> threading.Event:
+        """Stop accepting calls, give those in flight ``grace`` seconds (None: none),
+        then end the loop thread; the event is set once all that is done."""
+        with self._lock:
+            if self._stopped is not None:
+                return self._stopped
+            stopped = self._stopped = threading.Event()
+        threading.Thread(target=self._stop, args=(grace, stopped), daemon=True).start()
+        return stopped
+
+    def _stop(self, grace: float | None, stopped: threading.Event) -> None:
+        try:
+            self.run(self._stop_serving(grace))
+        except Exception:
+            log.exception("stopping the BookingService server failed")
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+            self.loop.close()
+            self.executor.shutdown(wait=False)
+            stopped.set()
+
+    async def _stop_serving(self, grace: float | None) -> None:
+        if self.server is not None:
+            await self.server.stop(grace)
+        if self.service is not None:
+            await self.service.close()
+
+
+def _grpc_options(reuse_port: bool, options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    # gRPC sets SO_REUSEPORT by default, and then a second server "binds" a port that
+    # is taken, silently splitting calls between two processes: only the processes of
+    # one serve, behind its reservation of the port, share it on purpose.
+    return [("grpc.so_reuseport", 1 if reuse_port else 0), *options]
+
+
+def _add_health_and_bind(
+    server: Any, service_name: str, host: str, port: int, tls: ServerTls | None
+) -> tuple[health.HealthServicer, int]:
+    """Add health checking and reflection to ``server`` (threaded or asyncio) and bind
+    its port, plaintext or TLS (mutual TLS when ``tls`` names a client CA)."""
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    enable_reflection((service_name, health.SERVICE_NAME), server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, tls.credentials())
+    except RuntimeError as exc:  # grpc.aio says so by raising
+        raise OSError(f"could not bind {address}: {exc}") from exc
+    if bound == 0:
+        raise OSError(f"could not bind {address}")
+    return health_servicer, bound
+
+
+def _ready(
+    server: Any, bound: int, health_servicer: health.HealthServicer, name: str, serving: bool
+) -> RunningServer:
+    running = RunningServer(server, bound, health_servicer, name)
+    running.set_serving(serving)
+    health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
+    return running
+
+
 def _start(
     add_service: Callable[[grpc.Server], None],
     service_name: str,
@@ -81,35 +178,17 @@ def _start(
     options: Sequence[tuple[str, Any]] = (),
     tls: ServerTls | None = None,
     serving: bool = True,
-    reuse_port: bool = False,
 ) -> RunningServer:
-    """Start a server for one service, with health checking and reflection; plaintext,
-    or TLS (mutual TLS when ``tls`` names a client CA). Readiness starts as ``serving``;
-    liveness as SERVING. ``reuse_port``: bind with SO_REUSEPORT, to share the port with
-    the other processes of one ``serve --processes N`` (wire/ports.py)."""
+    """Start a threaded server for one service, with health checking and reflection.
+    Readiness starts as ``serving``; liveness as SERVING."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-        # gRPC sets SO_REUSEPORT by default, and then a second server "binds" a port that
-        # is taken, silently splitting calls between two processes: only the processes of
-        # one serve, behind its reservation of the port, share it on purpose.
-        options=[("grpc.so_reuseport", 1 if reuse_port else 0), *options],
+        options=_grpc_options(False, options),
     )
     add_service(server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    enable_reflection((service_name, health.SERVICE_NAME), server)
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if tls is None:
-        bound = server.add_insecure_port(address)
-    else:
-        bound = server.add_secure_port(address, tls.credentials())
-    if bound == 0:
-        raise OSError(f"could not bind {address}")
+    health_servicer, bound = _add_health_and_bind(server, service_name, host, port, tls)
     server.start()
-    running = RunningServer(server, bound, health_servicer, service_name)
-    running.set_serving(serving)
-    health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
-    return running
+    return _ready(server, bound, health_servicer, service_name, serving)
 
 
 def start_server(
@@ -128,15 +207,25 @@ def start_server(
     The broker's Redis pool must have at least ``workers`` connections, so a
     burst of calls waits for a thread, never for a connection.
     """
+    executor = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
+    aio = AioServer("booking-service", executor)
 
-    def add(server: grpc.Server) -> None:
-        add_servicer(
-            server, BookingService(broker), pb.DESCRIPTOR.services_by_name["BookingService"]
+    async def build() -> tuple[health.HealthServicer, int]:
+        aio.server = grpc.aio.server(
+            migration_thread_pool=executor, options=_grpc_options(reuse_port, ())
         )
+        aio.service = BookingService(broker, executor)
+        add_servicer(aio.server, aio.service, pb.DESCRIPTOR.services_by_name["BookingService"])
+        found = _add_health_and_bind(aio.server, SERVICE_NAME, host, port, tls)
+        await aio.server.start()
+        return found
 
-    return _start(
-        add, SERVICE_NAME, host, port, workers, tls=tls, serving=serving, reuse_port=reuse_port
-    )
+    try:
+        health_servicer, bound = aio.run(build())
+    except BaseException:
+        aio.stop(None).wait()
+        raise
+    return _ready(aio, bound, health_servicer, SERVICE_NAME, serving)
 
 
 def start_admin_server(

@@ -21,7 +21,11 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
+from leasebroker.api.v0 import booking_service_pb2 as pb
+
 log = logging.getLogger(__name__)
+
+BOOKING_SERVICE = pb.DESCRIPTOR.services_by_name["BookingService"].full_name
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 EXPORTER_GROUP = "opentelemetry_traces_exporter"
@@ -51,7 +55,11 @@ def setup_tracing(exporters: list[Any] | None = None) -> Any:
         return None
     try:
         from opentelemetry import trace
-        from opentelemetry.instrumentation.grpc import GrpcInstrumentorServer
+        from opentelemetry.instrumentation.grpc import (
+            GrpcAioInstrumentorServer,
+            GrpcInstrumentorServer,
+            filters,
+        )
         from opentelemetry.instrumentation.redis import RedisInstrumentor
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -81,7 +89,10 @@ def setup_tracing(exporters: list[Any] | None = None) -> Any:
         processor = SimpleSpanProcessor if name == "console" else BatchSpanProcessor
         provider.add_span_processor(processor(exporter))
     trace.set_tracer_provider(provider)
-    GrpcInstrumentorServer().instrument()
+    GrpcInstrumentorServer().instrument()  # the admin service's threaded server
+    # The BookingService's grpc.aio server. Only its own methods (coroutines): this
+    # instrumentation awaits what it wraps, and health and reflection are plain methods.
+    GrpcAioInstrumentorServer(filter_=filters.service_name(BOOKING_SERVICE)).instrument()
     RedisInstrumentor().instrument()
     global _current_span
     _current_span = trace.get_current_span

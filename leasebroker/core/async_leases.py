@@ -1,0 +1,210 @@
+"""CreateLease for an asyncio front end: the same script call as
+:meth:`LeaseOps.create_lease <leasebroker.core.leases.LeaseOps.create_lease>`, sent on
+an asyncio Redis client, so a call waiting for Redis holds no thread.
+
+Why: in a threaded gRPC server each call that waits for Redis parks its handler thread
+and wakes it again, and under load those hand-offs of the GIL cost more CPU than the
+call's own work (``benchmarks/run.py``; docs/performance.md). A coroutine waiting on a
+socket costs the event loop next to nothing.
+
+The asyncio client is a twin of the broker's own client (:func:`async_twin`): the same
+server, database, credentials, TLS files and timeouts, on redis-py's asyncio API (or
+fakeredis's, sharing the embedded store's data). A Redis Cluster or Sentinel client has
+no twin here; its CreateLease runs the threaded path instead.
+
+What is the same as the threaded path, by construction: the script and its arguments
+(:meth:`~leasebroker.core.leases.LeaseOps.create_lease_call`), the reading of its reply
+(:meth:`~leasebroker.core.leases.LeaseOps.lease_from_reply`), the error mapping
+(:func:`~leasebroker.core.base.store_error`), the caller's deadline (the script gets it
+on Redis's clock, and the wait for Redis ends at it), the sweeper's registry and due
+index writes, and ``NOSCRIPT`` handling (redis-py's script object loads and retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import Any
+
+import redis.asyncio
+import redis.asyncio.retry
+import redis.connection
+import redis.exceptions
+
+from leasebroker.core.async_pipe import DEFAULT_TIMEOUT_S, AsyncPipe
+from leasebroker.core.base import store_error
+from leasebroker.core.deadline import remaining_s
+from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.leases import LeaseOps
+from leasebroker.core.model import Lease, LeaseRequest
+from leasebroker.core.scripts import load_sources
+
+log = logging.getLogger(__name__)
+
+# Times a script call is sent again on a new connection after its connection broke (the
+# threaded client's Retry makes two more tries, too).
+CONNECTION_RETRIES = 2
+
+# Sync connection classes and their asyncio counterparts (subclasses, such as the
+# deadline-aware ones of core/connections.py, map as their base does; TLS first, as
+# it subclasses plain TCP).
+_ASYNC_CONNECTIONS = (
+    (redis.connection.SSLConnection, redis.asyncio.SSLConnection),
+    (redis.connection.UnixDomainSocketConnection, redis.asyncio.UnixDomainSocketConnection),
+    (redis.connection.Connection, redis.asyncio.Connection),
+)
+
+
+def _accepted(cls: type) -> set[str]:
+    """The keyword arguments a connection class (and its bases) take."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names |= {
+                p.name
+                for p in inspect.signature(init).parameters.values()
+                if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
+            }
+    return names - {"self", "retry", "redis_connect_func", "event_dispatcher"}
+
+
+def _async_retry(sync_retry: Any) -> redis.asyncio.retry.Retry | None:
+    """The same backoff and number of retries on the asyncio side."""
+    if sync_retry is None:
+        return None
+    return redis.asyncio.retry.Retry(sync_retry._backoff, sync_retry._retries)
+
+
+def async_twin(client: Any) -> Any | None:
+    """An asyncio client to the store ``client`` talks to, or None when there is none
+    here (a Redis Cluster or Sentinel client). Create it on the event loop that will
+    use it: its connections belong to that loop."""
+    try:
+        import fakeredis
+    except ImportError:  # pragma: no cover - fakeredis is a dependency
+        fakeredis = None
+    if fakeredis is not None and isinstance(client, fakeredis.FakeRedis):
+        kwargs = client.connection_pool.connection_kwargs
+        return fakeredis.FakeAsyncRedis(
+            server=kwargs["server"],
+            db=kwargs.get("db", 0),
+            protocol=2,
+            lua_modules=kwargs.get("lua_modules"),
+        )
+    if type(client) is not redis.Redis:
+        return None  # a cluster client, or a subclass whose behaviour we cannot copy
+    pool = client.connection_pool
+    if type(pool).__module__.startswith("redis.sentinel"):
+        return None
+    async_class = next(
+        (mapped for base, mapped in _ASYNC_CONNECTIONS if issubclass(pool.connection_class, base)),
+        None,
+    )
+    if async_class is None:
+        return None
+    kwargs = pool.connection_kwargs
+    accepted = _accepted(async_class)
+    options = {name: value for name, value in kwargs.items() if name in accepted}
+    options["retry"] = _async_retry(kwargs.get("retry"))
+    async_pool = redis.asyncio.BlockingConnectionPool(
+        connection_class=async_class,
+        max_connections=pool.max_connections,
+        timeout=getattr(pool, "timeout", None),
+        **options,
+    )
+    return redis.asyncio.Redis(connection_pool=async_pool)
+
+
+class AsyncLeases:
+    """``create_lease`` of ``broker``, awaited: one script call on ``client`` (an
+    asyncio client, see :func:`async_twin`) per lease."""
+
+    def __init__(self, broker: LeaseOps, client: Any) -> None:
+        self.broker = broker
+        self.client = client
+        self._source = load_sources()["create_lease"]
+        self._script = client.register_script(self._source.text)
+        # A real Redis gets one pipelined connection for the script calls; the embedded
+        # store (fakeredis, in this process) is called as it is.
+        self._pipe = None if _is_fake(client) else AsyncPipe(client)
+        self._timeout_s = self._pipe.timeout_s if self._pipe else DEFAULT_TIMEOUT_S
+
+    async def create_lease(self, request: LeaseRequest) -> Lease:
+        """As :meth:`LeaseOps.create_lease`: the lease, or the same BrokerError."""
+        broker = self.broker
+        keys, args = broker.create_lease_call(request)
+        reply = await self._send("create_lease", lambda: self._run_script(keys, args))
+        lease = broker.lease_from_reply(request, broker.checked_reply("create_lease", args, reply))
+        await self._after_grant(lease)
+        return lease
+
+    async def _run_script(self, keys: list[str], args: list[str | int]) -> Any:
+        if self._pipe is None:
+            return await self._script(keys=keys, args=args)
+        command = ("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        for attempt in range(1 + CONNECTION_RETRIES):
+            try:
+                return await self._pipe.call(*command)
+            except redis.exceptions.NoScriptError:
+                # After a restart, a failover or SCRIPT FLUSH: load it, send it once more.
+                await self._pipe.call("SCRIPT", "LOAD", self._source.text)
+                return await self._pipe.call(*command)
+            except redis.exceptions.ConnectionError:
+                # The connection broke; a new one is made. Sending again is safe: a
+                # CreateLease that did get through is replayed by its client reference.
+                if attempt == CONNECTION_RETRIES:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _send(self, name: str, call: Any) -> Any:
+        """Await ``call()`` within the caller's deadline (or the socket timeout when it
+        has none); Redis failures become the BrokerErrors the threaded path raises."""
+        left = remaining_s()
+        if left is not None and left <= 0:
+            raise BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline passed")
+        try:
+            async with asyncio.timeout(self._timeout_s if left is None else left):
+                return await call()
+        except TimeoutError as exc:  # asyncio's
+            if left is None:  # no deadline: Redis did not answer within the socket timeout
+                failure = redis.exceptions.TimeoutError("Timeout reading from Redis")
+                raise store_error(failure, name) from exc
+            raise BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline passed") from exc
+        except redis.exceptions.RedisError as exc:
+            raise store_error(exc, name) from exc
+
+    async def _after_grant(self, lease: Lease) -> None:
+        """The sweeper's registry and due index, as the threaded path keeps them: best
+        effort, a failure is logged and only delays the lease's sweep."""
+        broker = self.broker
+        merchant = lease.slot.merchant_id
+        if broker.claim_registration(merchant):
+            try:
+                await self._send(
+                    "SADD", lambda: self.client.sadd(broker.keys.merchants(), merchant)
+                )
+            except BrokerError as error:
+                broker.forget_registration(merchant)
+                log.warning("could not register merchant for the expiry sweeper: %s", error)
+        if not lease.replayed and broker.claim_mark(merchant, lease.expires_at_ms):
+            due = {merchant: lease.expires_at_ms}
+            try:
+                await self._send("ZADD", lambda: self.client.zadd(broker.keys.due(), due, lt=True))
+            except BrokerError as error:
+                broker.forget_mark(merchant)
+                log.warning("could not mark a merchant due for the sweeper: %s", error)
+
+    async def close(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.close()
+        await self.client.aclose()
+
+
+def _is_fake(client: Any) -> bool:
+    try:
+        import fakeredis
+    except ImportError:  # pragma: no cover - fakeredis is a dependency
+        return False
+    return isinstance(client, fakeredis.FakeAsyncRedis)

@@ -1,0 +1,182 @@
+"""Auto-pipelining for asyncio: one connection carries every call of an event loop.
+
+Each call writes its command at once and waits for its reply; Redis answers the commands
+of one connection in order, so the replies are handed out in the order the commands were
+written. Calls made together therefore share the socket's writes and reads without
+waiting for each other: no pool checkout, no lock, no task per call. This is what makes
+CreateLease cheap on the front end (core/async_leases.py): redis-py's asyncio client
+spends more CPU per call on its pool, retry and packing layers than the call's own work
+(docs/architecture.md, "Why the BookingService is a grpc.aio server").
+
+The connection itself is opened as redis-py opens it, from the same options (host and
+port or Unix socket path, TLS files, user and password, database, timeouts), with
+redis-py's reply parser (hiredis) and its error classes, so an error reply raises here
+what it raises there (``NoScriptError``, ``BusyLoadingError``, ``OutOfMemoryError``...).
+
+- **Errors.** An error reply is the error of its own call only. A broken connection
+  fails every call waiting on it with ``ConnectionError``; the next call connects again.
+- **Time.** A call waits at most its caller's deadline (the caller bounds it), and never
+  longer than the socket timeout: a connection whose oldest call has waited that long is
+  closed, as redis-py gives up on a read after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import deque
+from typing import Any
+
+import hiredis
+import redis.asyncio
+import redis.asyncio.connection
+import redis.exceptions
+from redis._parsers import BaseParser  # the error classes redis-py raises for a reply
+
+# A call waits this long at most when neither its caller nor the client sets a timeout.
+DEFAULT_TIMEOUT_S = 5.0
+
+
+class _Protocol(asyncio.Protocol):
+    """The connection's replies, each handed to the oldest call still waiting."""
+
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader(
+            protocolError=redis.exceptions.InvalidResponse, replyError=BaseParser.parse_error
+        )
+        self.waiting: deque[tuple[asyncio.Future, float]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.lost: BaseException | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while True:
+            try:
+                reply = self.reader.gets()
+            except redis.exceptions.InvalidResponse as exc:
+                self.transport.abort()  # type: ignore[union-attr]
+                self._fail(exc)
+                return
+            if reply is False:
+                return
+            future, _sent = self.waiting.popleft()
+            if not future.done():  # its caller gave up: the reply is dropped
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(redis.exceptions.ConnectionError(f"Redis closed the connection: {exc or 'EOF'}"))
+
+    def _fail(self, error: BaseException) -> None:
+        self.lost = error
+        while self.waiting:
+            future, _sent = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+
+class AsyncPipe:
+    """Calls on one pipelined connection to the Redis that ``client`` (a redis-py
+    asyncio client of a single node) talks to. Use it on one event loop."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        pool = client.connection_pool
+        self._options = dict(pool.connection_kwargs)
+        self._unix = issubclass(pool.connection_class, redis.asyncio.UnixDomainSocketConnection)
+        self._tls = issubclass(pool.connection_class, redis.asyncio.SSLConnection)
+        self.timeout_s = self._options.get("socket_timeout") or DEFAULT_TIMEOUT_S
+        self._protocol: _Protocol | None = None
+        self._connecting = asyncio.Lock()
+
+    async def call(self, *command: Any) -> Any:
+        """Send one command and return its reply (raise its error reply). A call
+        cancelled while it waits leaves the connection as it was."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
+        return await self._send(protocol, command)
+
+    async def _send(self, protocol: _Protocol, command: tuple[Any, ...]) -> Any:
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        if protocol.waiting and now - protocol.waiting[0][1] > self.timeout_s:
+            # The oldest call has waited longer than a read may: the connection hangs.
+            protocol.transport.abort()  # type: ignore[union-attr]
+            raise redis.exceptions.TimeoutError("Timeout reading from Redis")
+        future = loop.create_future()
+        protocol.waiting.append((future, now))
+        protocol.transport.write(hiredis.pack_command(command))  # type: ignore[union-attr]
+        reply = await future
+        # An error reply, as the class redis-py gives it (a ResponseError, or one of the
+        # ConnectionErrors such as AuthenticationError).
+        if isinstance(reply, redis.exceptions.RedisError):
+            raise reply
+        return reply
+
+    async def _connect(self) -> _Protocol:
+        async with self._connecting:
+            if self._protocol is not None and self._protocol.lost is None:
+                return self._protocol
+            if self._protocol is not None and self._protocol.transport is not None:
+                self._protocol.transport.abort()
+            self._protocol = None
+            options = self._options
+            protocol: _Protocol | None = None
+            try:
+                async with asyncio.timeout(options.get("socket_connect_timeout") or None):
+                    protocol = await self._open()
+                    await self._handshake(protocol)
+            except BaseException as exc:
+                if protocol is not None and protocol.transport is not None:
+                    protocol.transport.abort()
+                if isinstance(exc, (OSError, TimeoutError)):
+                    raise redis.exceptions.ConnectionError(
+                        f"cannot connect to Redis: {exc}"
+                    ) from exc
+                raise
+            self._protocol = protocol
+            return protocol
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        options = self._options
+        if self._unix:
+            _transport, protocol = await loop.create_unix_connection(_Protocol, options["path"])
+            return protocol
+        ssl_context = None
+        if self._tls:
+            ssl_context = redis.asyncio.connection.RedisSSLContext(
+                keyfile=options.get("ssl_keyfile"),
+                certfile=options.get("ssl_certfile"),
+                cert_reqs=options.get("ssl_cert_reqs", "required"),
+                ca_certs=options.get("ssl_ca_certs"),
+                ca_data=options.get("ssl_ca_data"),
+                check_hostname=options.get("ssl_check_hostname", False),
+            ).get()
+        transport, protocol = await loop.create_connection(
+            _Protocol, options.get("host", "localhost"), options.get("port", 6379), ssl=ssl_context
+        )
+        sock = transport.get_extra_info("socket")
+        if sock is not None and options.get("socket_keepalive"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        return protocol
+
+    async def _handshake(self, protocol: _Protocol) -> None:
+        """What redis-py sends on a new connection that matters here: credentials and the
+        database (RESP2, as the broker's clients speak)."""
+        options = self._options
+        password, username = options.get("password"), options.get("username")
+        if password:
+            await self._send(
+                protocol, ("AUTH", username, password) if username else ("AUTH", password)
+            )
+        if options.get("db"):
+            await self._send(protocol, ("SELECT", options["db"]))
+
+    async def close(self) -> None:
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+        self._protocol = None

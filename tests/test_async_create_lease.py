@@ -1,0 +1,229 @@
+"""CreateLease on an asyncio client (core/async_leases.py): the same script call, the
+same answers and refusals, the same side writes as the threaded LeaseBroker.create_lease,
+and an asyncio twin of every single-node client the broker can be given."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+import redis.asyncio
+import redis.sentinel
+from conftest import real_redis_or_skip
+from support import MERCHANT, START_NS, lease_request
+
+from leasebroker.core.async_leases import AsyncLeases, async_twin
+from leasebroker.core.async_pipe import AsyncPipe
+from leasebroker.core.broker import LeaseBroker
+from leasebroker.core.deadline import call_deadline
+from leasebroker.core.errors import BrokerError, Reason
+from leasebroker.core.settings import BrokerConfig
+from leasebroker.core.store import RedisTls, connect
+from leasebroker.core.units import NS_PER_S
+
+
+def run_async(broker: LeaseBroker, work: Callable[[AsyncLeases], Any]) -> Any:
+    """``await work(leases)`` on a fresh event loop with a fresh twin, closed after."""
+
+    async def main() -> Any:
+        leases = AsyncLeases(broker, async_twin(broker.client))
+        try:
+            return await work(leases)
+        finally:
+            await leases.close()
+
+    return asyncio.run(main())
+
+
+def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        lease = call()
+    except BrokerError as error:
+        return "refused", (error.reason, error.message, error.violations)
+    return "granted", (lease.slot, lease.expires_at_ms > 0, lease.fence, lease.replayed)
+
+
+REQUESTS = [
+    ("first", {}),
+    ("replay of first", {}),
+    ("same reference, other slot", {"start_ns": START_NS + 3_600 * NS_PER_S}),
+    ("slot taken", {"client_reference": "ref-2"}),
+    ("start passed", {"client_reference": "ref-3", "start_ns": time.time_ns() - NS_PER_S}),
+    ("bad merchant", {"client_reference": "ref-4", "merchant_id": ""}),
+    ("second slot", {"client_reference": "ref-5", "start_ns": START_NS + 7_200 * NS_PER_S}),
+]
+
+
+def test_the_same_answers_as_the_threaded_path(make_broker: Callable[..., LeaseBroker]) -> None:
+    threaded = make_broker()
+    awaited = LeaseBroker(
+        threaded.client, BrokerConfig(key_prefix=threaded.config.key_prefix + "a")
+    )
+    try:
+        expected = [
+            outcome(lambda o=o: threaded.create_lease(lease_request(**o))) for _, o in REQUESTS
+        ]
+
+        async def each(leases: AsyncLeases) -> list[tuple[str, Any]]:
+            found = []
+            for _, overrides in REQUESTS:
+                try:
+                    lease = await leases.create_lease(lease_request(**overrides))
+                except BrokerError as error:
+                    found.append(("refused", (error.reason, error.message, error.violations)))
+                else:
+                    found.append(
+                        (
+                            "granted",
+                            (lease.slot, lease.expires_at_ms > 0, lease.fence, lease.replayed),
+                        )
+                    )
+            return found
+
+        assert run_async(awaited, each) == expected
+        assert [kind for kind, _ in expected] == [
+            "granted", "granted", "refused", "refused", "refused", "refused", "granted",
+        ]  # fmt: skip
+    finally:
+        keys = list(awaited.client.scan_iter(match=awaited.config.key_prefix + ":*"))
+        if keys:
+            awaited.client.delete(*keys)
+
+
+def test_a_grant_is_a_lease_the_broker_knows(broker: LeaseBroker) -> None:
+    lease = run_async(broker, lambda leases: leases.create_lease(lease_request()))
+    view = broker.get_lease(lease.lease_id)
+    assert view.state.value == "held" and view.fence == lease.fence
+    assert view.expires_at_ms == lease.expires_at_ms
+    # The sweeper's registry and due index, as the threaded path writes them.
+    assert MERCHANT in broker.merchants()
+    assert broker.due_merchants(lease.expires_at_ms, 10) == [(MERCHANT, lease.expires_at_ms)]
+
+
+def test_a_passed_deadline_sends_nothing(broker: LeaseBroker) -> None:
+    async def late(leases: AsyncLeases) -> Any:
+        with call_deadline(-1.0):
+            return await leases.create_lease(lease_request())
+
+    with pytest.raises(BrokerError) as caught:
+        run_async(broker, late)
+    assert caught.value.reason is Reason.DEADLINE_EXCEEDED
+    assert broker.list_leases(MERCHANT) == []
+
+
+def test_scripts_are_loaded_again_after_script_flush(broker: LeaseBroker) -> None:
+    async def twice(leases: AsyncLeases) -> Any:
+        await leases.create_lease(lease_request())
+        await leases.client.script_flush()
+        return await leases.create_lease(
+            lease_request(client_reference="after-flush", start_ns=START_NS + 3_600 * NS_PER_S)
+        )
+
+    assert run_async(broker, twice).fence == 1
+
+
+def test_an_unreachable_store_is_unavailable() -> None:
+    client = redis.Redis(host="127.0.0.1", port=1, protocol=2, socket_connect_timeout=0.2)
+    broker = LeaseBroker(client, BrokerConfig(key_prefix="lbtest-async-unreachable"))
+    with pytest.raises(BrokerError) as caught:
+        run_async(broker, lambda leases: leases.create_lease(lease_request()))
+    assert caught.value.reason is Reason.STORE_UNAVAILABLE
+
+
+# ---------------------------------------------------------------- async_twin
+
+
+def pool_of(client: Any) -> Any:
+    return client.connection_pool
+
+
+def test_a_twin_of_a_url_client_talks_to_the_same_server_and_db() -> None:
+    real_redis_or_skip().close()
+    store = connect("redis://127.0.0.1:6379/3", pool_size=7)
+    twin = async_twin(store.client)
+    try:
+        assert isinstance(twin, redis.asyncio.Redis)
+        options = pool_of(twin).connection_kwargs
+        assert (options["host"], options["port"], options["db"]) == ("127.0.0.1", 6379, 3)
+        assert (
+            options["socket_timeout"] == pool_of(store.client).connection_kwargs["socket_timeout"]
+        )
+        assert pool_of(twin).max_connections == 7
+        assert pool_of(twin).connection_class is redis.asyncio.Connection
+        assert options["retry"].get_retries() == 2  # as the threaded client's
+    finally:
+        store.close()
+
+
+def test_twins_of_tls_and_unix_socket_clients(tmp_path: Any) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read until a connection is made")
+    tls = connect("rediss://127.0.0.1:6390/0", pool_size=2, tls=RedisTls(ca=str(ca)))
+    unix = connect("unix:///tmp/lbtest-no-such.sock?db=2", pool_size=2)
+    try:
+        tls_twin, unix_twin = async_twin(tls.client), async_twin(unix.client)
+        assert pool_of(tls_twin).connection_class is redis.asyncio.SSLConnection
+        assert pool_of(tls_twin).connection_kwargs["ssl_ca_certs"] == str(ca)
+        assert pool_of(unix_twin).connection_class is redis.asyncio.UnixDomainSocketConnection
+        assert pool_of(unix_twin).connection_kwargs["path"] == "/tmp/lbtest-no-such.sock"
+        assert pool_of(unix_twin).connection_kwargs["db"] == 2
+    finally:
+        tls.close()
+        unix.close()
+
+
+def test_a_twin_of_the_embedded_store_shares_its_data() -> None:
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), protocol=2)
+    client.set("seen", "yes")
+
+    async def read() -> Any:
+        twin = async_twin(client)
+        try:
+            return await twin.get("seen")
+        finally:
+            await twin.aclose()
+
+    assert asyncio.run(read()) == b"yes"
+
+
+def test_sentinel_and_cluster_clients_have_no_twin() -> None:
+    sentinel = redis.sentinel.Sentinel([("127.0.0.1", 1)]).master_for("mymaster")
+    assert async_twin(sentinel) is None
+    cluster = object.__new__(redis.cluster.RedisCluster)
+    assert async_twin(cluster) is None
+
+
+def test_an_awaited_create_lease_is_one_round_trip(
+    broker: LeaseBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One EVALSHA per lease once the merchant is known (registry and due index written
+    by an earlier lease), on the pipelined connection (a real Redis) or on the asyncio
+    client (the embedded store)."""
+    sent: list[str] = []
+    original_call = AsyncPipe.call
+    original_execute = redis.asyncio.Redis.execute_command
+
+    async def pipe_call(self: AsyncPipe, *command: Any) -> Any:
+        sent.append(str(command[0]))
+        return await original_call(self, *command)
+
+    async def execute(self: Any, *command: Any, **options: Any) -> Any:
+        sent.append(str(command[0]))
+        return await original_execute(self, *command, **options)
+
+    monkeypatch.setattr(AsyncPipe, "call", pipe_call)
+    monkeypatch.setattr(redis.asyncio.Redis, "execute_command", execute)
+
+    async def two(leases: AsyncLeases) -> Any:
+        await leases.create_lease(lease_request(client_reference="warm-up"))
+        sent.clear()
+        later = START_NS + 3_600 * NS_PER_S
+        return await leases.create_lease(lease_request(client_reference="r", start_ns=later))
+
+    assert run_async(broker, two).fence == 1
+    assert sent == ["EVALSHA"]

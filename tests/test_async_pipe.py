@@ -1,0 +1,138 @@
+"""The pipelined asyncio connection (core/async_pipe.py): many calls in flight on one
+connection, each with its own reply or error; a call that gives up, a connection that
+breaks or hangs, credentials and the database; on redis-servers of the tests' own."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+import redis.exceptions
+from redis_servers import OwnRedis, own_redis
+
+from leasebroker.core.async_leases import async_twin
+from leasebroker.core.async_pipe import AsyncPipe
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[OwnRedis]:
+    with own_redis(tmp_path) as running:
+        yield running
+
+
+def with_pipe(url: str, work: Callable[[AsyncPipe], Any], **options: Any) -> Any:
+    """``await work(pipe)`` on a fresh loop, with a pipe to ``url``, closed after."""
+
+    async def main() -> Any:
+        twin = async_twin(redis.Redis.from_url(url, protocol=2, **options))
+        pipe = AsyncPipe(twin)
+        try:
+            return await work(pipe)
+        finally:
+            await pipe.close()
+            await twin.aclose()
+
+    return asyncio.run(main())
+
+
+def test_calls_in_flight_together_each_get_their_own_reply(server: OwnRedis) -> None:
+    async def work(pipe: AsyncPipe) -> list[Any]:
+        return await asyncio.gather(*(pipe.call("ECHO", f"call-{i}") for i in range(300)))
+
+    assert with_pipe(server.url, work) == [f"call-{i}".encode() for i in range(300)]
+    # ... on one connection (and the client that counts it).
+    clients = server.client().client_list()
+    assert len(clients) == 1
+
+
+def test_an_error_reply_is_its_own_call_s_only(server: OwnRedis) -> None:
+    async def work(pipe: AsyncPipe) -> list[Any]:
+        return await asyncio.gather(
+            pipe.call("ECHO", "before"),
+            pipe.call("EVALSHA", "0" * 40, 0),
+            pipe.call("INCR", "not-a-number-key-is-fine"),
+            pipe.call("HGET", "not-a-number-key-is-fine", "field"),
+            pipe.call("ECHO", "after"),
+            return_exceptions=True,
+        )
+
+    before, noscript, counted, wrong_type, after = with_pipe(server.url, work)
+    assert (before, counted, after) == (b"before", 1, b"after")
+    # redis-py's classes, as its own client raises them.
+    assert isinstance(noscript, redis.exceptions.NoScriptError)
+    assert type(wrong_type) is redis.exceptions.ResponseError
+    assert "WRONGTYPE" in str(wrong_type)
+
+
+def test_a_call_that_gave_up_leaves_the_connection_to_the_others(server: OwnRedis) -> None:
+    async def work(pipe: AsyncPipe) -> tuple[Any, ...]:
+        await pipe.call("SET", "k", "v")  # connected
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await pipe.call("ECHO", "given up")
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        # Its reply comes, and is dropped: the next call gets its own.
+        return await pipe.call("GET", "k"), await pipe.call("ECHO", "next")
+
+    assert with_pipe(server.url, work) == (b"v", b"next")
+
+
+def test_a_broken_connection_fails_its_calls_and_the_next_call_reconnects(
+    server: OwnRedis,
+) -> None:
+    async def work(pipe: AsyncPipe) -> Any:
+        await pipe.call("CLIENT", "SETNAME", "the-pipe")
+        server.client().client_kill_filter(_type="normal", skipme=True)
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await pipe.call("PING")
+        return await pipe.call("ECHO", "again")
+
+    assert with_pipe(server.url, work) == b"again"
+
+
+def test_a_hanging_connection_is_given_up_after_the_socket_timeout(server: OwnRedis) -> None:
+    async def work(pipe: AsyncPipe) -> Any:
+        await pipe.call("PING")
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            stuck = asyncio.ensure_future(pipe.call("ECHO", "stuck"))
+            await asyncio.sleep(pipe.timeout_s + 0.1)
+            # The next call sees the oldest one waiting past the socket timeout.
+            with pytest.raises(redis.exceptions.TimeoutError):
+                await pipe.call("PING")
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await stuck
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        return await pipe.call("ECHO", "fresh")
+
+    assert with_pipe(server.url, work, socket_timeout=0.3) == b"fresh"
+
+
+def test_credentials_and_database_of_the_url(tmp_path: Path) -> None:
+    with own_redis(tmp_path) as secured:
+        secured.client().config_set("requirepass", "s3cret")
+        url = f"redis://:s3cret@127.0.0.1:{secured.port}/2"
+        with_pipe(url, lambda pipe: pipe.call("SET", "where", "db2"))
+        client = redis.Redis(port=secured.port, password="s3cret", db=2, protocol=2)
+        try:
+            assert client.get("where") == b"db2"
+        finally:
+            client.close()
+        wrong = f"redis://:nope@127.0.0.1:{secured.port}/0"
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            with_pipe(wrong, lambda pipe: pipe.call("PING"))
+
+
+def test_nothing_listening_is_a_connection_error() -> None:
+    with pytest.raises(redis.exceptions.ConnectionError):
+        with_pipe("redis://127.0.0.1:1/0", lambda pipe: pipe.call("PING"))
