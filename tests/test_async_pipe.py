@@ -16,7 +16,7 @@ import redis.asyncio
 import redis.exceptions
 from redis_servers import OwnRedis, own_redis
 
-from leasebroker.core.async_leases import async_twin
+from leasebroker.core.async_broker import async_twin
 from leasebroker.core.async_pipe import AsyncPipe
 
 

@@ -24,7 +24,7 @@ from support import START_NS
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
-from leasebroker.core.async_leases import AsyncLeases
+from leasebroker.core.async_broker import AsyncBroker
 from leasebroker.core.background import Periodic
 from leasebroker.core.base import DEADLINE_SLACK_MS
 from leasebroker.core.broker import LeaseBroker
@@ -63,16 +63,16 @@ def test_a_hanging_redis_costs_calls_their_deadline_and_takes_no_spot(redis_proc
     store = connect(f"redis://127.0.0.1:{port}/0", pool_size=20)
     broker = LeaseBroker(store.client, BrokerConfig(default_capacity=100))
     durations: list[float] = []
-    original = AsyncLeases.create_lease  # serve's CreateLease, on an asyncio client
+    original = AsyncBroker.create_lease  # serve's CreateLease, on an asyncio client
 
-    async def timed(self: AsyncLeases, request: Any) -> Any:
+    async def timed(self: AsyncBroker, request: Any) -> Any:
         began = time.monotonic()
         try:
             return await original(self, request)
         finally:
             durations.append(time.monotonic() - began)
 
-    monkeypatch.setattr(AsyncLeases, "create_lease", timed)
+    monkeypatch.setattr(AsyncBroker, "create_lease", timed)
     running = start_server(broker, "127.0.0.1", 0, workers=16)
     health = Periodic("store-health", store_health_check(broker, [running]), HEALTH_INTERVAL_S)
     health.start()

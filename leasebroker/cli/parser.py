@@ -182,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=positive_int_arg,
         default=env("WORKERS", str(DEFAULT_WORKERS)),
-        help="concurrent request handlers (and Redis connections)",
+        help="handler threads (and pooled Redis connections) for what runs threaded: health, "
+        "reflection, and BookingService calls on Redis Cluster or Sentinel (elsewhere they "
+        "run on an event loop over one pipelined connection)",
     )
     serve.add_argument(
         "--auto-pipelining",

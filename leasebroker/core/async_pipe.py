@@ -4,7 +4,7 @@ Each call writes its command at once and waits for its reply; Redis answers the 
 of one connection in order, so the replies are handed out in the order the commands were
 written. Calls made together therefore share the socket's writes and reads without
 waiting for each other: no pool checkout, no lock, no task per call. This is what makes
-CreateLease cheap on the front end (core/async_leases.py): redis-py's asyncio client
+CreateLease cheap on the front end (core/async_broker.py): redis-py's asyncio client
 spends more CPU per call on its pool, retry and packing layers than the call's own work
 (docs/architecture.md, "Why the BookingService is a grpc.aio server").
 

@@ -22,6 +22,7 @@ from leasebroker.core.pipelining import Pipeliner
 from leasebroker.core.redis_errors import is_unavailable
 from leasebroker.core.scripts import BoundScript, Scripts
 from leasebroker.core.settings import BrokerConfig
+from leasebroker.core.steps import ReadRecord, Steps, T
 from leasebroker.core.validation import raise_if_invalid, selection_violations
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,20 @@ class BrokerCore:
         except redis.exceptions.RedisError as exc:
             raise store_error(exc, getattr(fn, "__name__", str(fn))) from exc
 
+    def drive(self, steps: Steps[T]) -> T:
+        """Run an operation's steps (see core/steps.py) on this broker's client: each
+        record read and script call in turn, in this thread."""
+        reply: Any = None
+        while True:
+            try:
+                step = steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, ReadRecord):
+                reply = self._record(step.key)
+            else:
+                reply = self._call(step.name, step.keys, step.args)
+
     def _record(self, key: str) -> dict[str, bytes]:
         """A record HASH with text field names (empty when the key does not exist)."""
         try:
@@ -161,6 +176,12 @@ class BrokerCore:
 
         Raises LEASE_NOT_FOUND / BOOKING_NOT_FOUND for a malformed id or no record.
         """
+        return self.drive(self._load_steps(kind, public_id))
+
+    def _load_steps(
+        self, kind: str, public_id: str
+    ) -> Steps[tuple[ParsedId, str, dict[str, bytes]]]:
+        """:meth:`_load` as steps."""
         is_lease = kind == IdKind.LEASE
         noun, reason = (
             ("lease", Reason.LEASE_NOT_FOUND) if is_lease else ("booking", Reason.BOOKING_NOT_FOUND)
@@ -170,18 +191,18 @@ class BrokerCore:
             raise BrokerError(reason, f"no such {noun} (malformed {noun} id)")
         build = self.keys.lease if is_lease else self.keys.booking
         key = build(parsed.merchant_id, parsed.token)
-        record = self._record(key)
+        record: dict[str, bytes] = yield ReadRecord(key)
         # A lease record does not repeat its id: the key, built from the id, names it.
         if not record or (not is_lease and record.get("booking_id") != public_id.encode()):
             raise BrokerError(reason, f"no such {noun}")
         return parsed, key, record
 
     @staticmethod
-    def _until_settled(attempt: Callable[[], list]) -> Outcome:
+    def _until_settled(attempt: Callable[[], Steps[list]]) -> Steps[Outcome]:
         """Run ``attempt`` (read the record, run the script with the slot key it names)
         until the script does not answer SLOT_MOVED, at most MOVE_RETRIES times."""
         for _ in range(MOVE_RETRIES):
-            outcome = Outcome(int(attempt()[0]))
+            outcome = Outcome(int((yield from attempt())[0]))
             if outcome is not Outcome.SLOT_MOVED:
                 break
         return outcome

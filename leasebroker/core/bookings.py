@@ -13,6 +13,7 @@ from leasebroker.core.keys import IdKind, SlotId, make_public_id, new_token
 from leasebroker.core.leases import LEASE_REFUSALS, lease_slot, lease_texts, slot_matches
 from leasebroker.core.model import Booking, BookingRequest, BookingStatus
 from leasebroker.core.outcomes import Outcome
+from leasebroker.core.steps import RunScript, Steps
 from leasebroker.core.units import NS_PER_MS, floor_ms
 from leasebroker.core.validation import (
     check_duration,
@@ -101,10 +102,14 @@ class BookingOps(BrokerCore):
     def create_booking(self, request: BookingRequest) -> Booking:
         """Consume a live lease and book its spot. A retry with the same
         client_information returns the same booking (``replayed``)."""
+        return self.drive(self.create_booking_steps(request))
+
+    def create_booking_steps(self, request: BookingRequest) -> Steps[Booking]:
+        """:meth:`create_booking` as steps (core/steps.py)."""
         client = request.client_information
         raise_if_invalid([*client_violations(client), check_fence(request.expected_fence)])
         assert client is not None  # checked just above
-        parsed, lease_key, record = self._load(IdKind.LEASE, request.lease_id)
+        parsed, lease_key, record = yield from self._load_steps(IdKind.LEASE, request.lease_id)
         merchant = parsed.merchant_id
         slot = lease_slot(merchant, record)
         availability_tag = lease_texts(record)[1]
@@ -122,7 +127,7 @@ class BookingOps(BrokerCore):
             }
         )
         fence = request.expected_fence
-        reply = self._call(
+        reply = yield RunScript(
             "consume_lease",
             [
                 lease_key,
@@ -149,7 +154,8 @@ class BookingOps(BrokerCore):
         )
         outcome = Outcome(int(reply[0]))
         if outcome is Outcome.BOOKING_REPLAYED:
-            return dataclasses.replace(self.get_booking(reply[1].decode()), replayed=True)
+            booking = yield from self.get_booking_steps(reply[1].decode())
+            return dataclasses.replace(booking, replayed=True)
         if outcome is not Outcome.OK:
             raise self._refuse(outcome, _CONSUME_REFUSALS)
         now = int(reply[3])
@@ -190,7 +196,10 @@ class BookingOps(BrokerCore):
         )
 
     def get_booking(self, booking_id: str) -> Booking:
-        _parsed, _key, record = self._load(IdKind.BOOKING, booking_id)
+        return self.drive(self.get_booking_steps(booking_id))
+
+    def get_booking_steps(self, booking_id: str) -> Steps[Booking]:
+        _parsed, _key, record = yield from self._load_steps(IdKind.BOOKING, booking_id)
         return self._booking_view(record)
 
     def list_bookings(
@@ -222,24 +231,27 @@ class BookingOps(BrokerCore):
     def cancel_booking(self, booking_id: str) -> Booking:
         """Cancel a booking and free its spot now. Cancelling a cancelled booking
         returns it unchanged; after its slot has started it is refused (SLOT_STARTED)."""
+        return self.drive(self.cancel_booking_steps(booking_id))
 
+    def cancel_booking_steps(self, booking_id: str) -> Steps[Booking]:
+        """:meth:`cancel_booking` as steps (core/steps.py)."""
         last = _Attempt()
 
-        def attempt() -> list:
-            parsed, key, last.record = self._load(IdKind.BOOKING, booking_id)
-            last.reply = self._call(
+        def attempt() -> Steps[list]:
+            parsed, key, last.record = yield from self._load_steps(IdKind.BOOKING, booking_id)
+            last.reply = yield RunScript(
                 "cancel_booking",
                 [key, last.record["slot"].decode(), self.keys.events(parsed.merchant_id)],
                 [booking_id, self.config.events_retention_ms, self._deadline_arg()],
             )
             return last.reply
 
-        outcome = self._until_settled(attempt)
+        outcome = yield from self._until_settled(attempt)
         if outcome not in (Outcome.OK, Outcome.UNCHANGED):
             raise self._refuse(outcome, _CANCEL_REFUSALS)
         if outcome is Outcome.UNCHANGED:
             # Cancelled by another call, maybe after this one read the record.
-            return self.get_booking(booking_id)
+            return (yield from self.get_booking_steps(booking_id))
         # What the script wrote, on the record it was given: no third round trip.
         return dataclasses.replace(
             self._booking_view(last.record),
@@ -254,6 +266,12 @@ class BookingOps(BrokerCore):
         start and duration (None keeps the booking's current one), if that slot has
         room; otherwise it stays where it was. The booking gets the new slot's next
         fencing token."""
+        return self.drive(self.reschedule_booking_steps(booking_id, start_ns, duration_ns))
+
+    def reschedule_booking_steps(
+        self, booking_id: str, start_ns: int | None, duration_ns: int | None
+    ) -> Steps[Booking]:
+        """:meth:`reschedule_booking` as steps (core/steps.py)."""
         violations = [
             None if start_ns is None else check_start(start_ns, "start_time"),
             None if duration_ns is None else check_duration(duration_ns, "duration"),
@@ -262,8 +280,8 @@ class BookingOps(BrokerCore):
 
         last = _Attempt()
 
-        def attempt() -> list:
-            parsed, key, last.record = self._load(IdKind.BOOKING, booking_id)
+        def attempt() -> Steps[list]:
+            parsed, key, last.record = yield from self._load_steps(IdKind.BOOKING, booking_id)
             record = last.record
             merchant = parsed.merchant_id
             current = self._booking_view(record).slot
@@ -274,7 +292,7 @@ class BookingOps(BrokerCore):
                 start_ns=current.start_ns if start_ns is None else start_ns,
                 duration_ns=current.duration_ns if duration_ns is None else duration_ns,
             )
-            last.reply = self._call(
+            last.reply = yield RunScript(
                 "reschedule_booking",
                 [
                     key,
@@ -298,11 +316,11 @@ class BookingOps(BrokerCore):
             )
             return last.reply
 
-        outcome = self._until_settled(attempt)
+        outcome = yield from self._until_settled(attempt)
         if outcome not in (Outcome.OK, Outcome.UNCHANGED):
             raise self._refuse(outcome, _RESCHEDULE_REFUSALS)
         if outcome is Outcome.UNCHANGED:
-            return self.get_booking(booking_id)
+            return (yield from self.get_booking_steps(booking_id))
         # What the script wrote, on the record it was given: no third round trip.
         return dataclasses.replace(
             self._booking_view(last.record),

@@ -145,7 +145,7 @@ class LeaseOps(DueOps):
     def create_lease_call(self, request: LeaseRequest) -> tuple[list[str], list[str | int]]:
         """The KEYS and ARGV of the create_lease script for ``request`` (validated first:
         raises INVALID_FIELD). Shared by :meth:`create_lease` and the asyncio front end's
-        (core/async_leases.py), so both send exactly the same script call."""
+        (core/async_broker.py), so both send exactly the same script call."""
         raise_if_invalid(lease_request_violations(request))
         slot = request.slot
         merchant = slot.merchant_id

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from leasebroker.core.base import BrokerCore
 from leasebroker.core.keys import IdKind, SlotId, parse_public_id
 from leasebroker.core.outcomes import Outcome
+from leasebroker.core.steps import ReadRecord, RunScript, Steps
 from leasebroker.core.units import floor_ms
 from leasebroker.core.validation import MAX_SCRIPT_INT, check_int, raise_if_invalid
 
@@ -64,13 +65,16 @@ class PruneOps(BrokerCore):
         parsed = parse_public_id(booking_id, IdKind.BOOKING)
         key = self.keys.booking(merchant_id, parsed.token if parsed else "malformed")
 
-        def attempt() -> list:
+        def attempt() -> Steps[list]:
             # A record that is gone leaves only its index entry; its own (missing) key
             # then also fills the slot position, which the script does not touch.
-            slot_key = self._record(key).get("slot", key.encode()).decode()
-            return self._call("prune_booking", [index, key, slot_key], [booking_id, cutoff_ms])
+            record = yield ReadRecord(key)
+            slot_key = record.get("slot", key.encode()).decode()
+            return (
+                yield RunScript("prune_booking", [index, key, slot_key], [booking_id, cutoff_ms])
+            )
 
-        return int(self._until_settled(attempt) is Outcome.OK)
+        return int(self.drive(self._until_settled(attempt)) is Outcome.OK)
 
     def _prune_fences(self, merchant_id: str, cutoff_ms: int) -> int:
         fences = self.keys.fences(merchant_id)

@@ -1,11 +1,10 @@
 """The v0 BookingService over gRPC: message shape checks and the error mapping, nothing else.
 
-It runs on a ``grpc.aio`` server (wire/server.py), and every method is a coroutine.
-CreateLease, on an asyncio twin of the store's client (core/async_leases.py), waits for
-Redis holding no thread; without a twin (Redis Cluster, Sentinel) it runs the threaded
-core call in the server's handler threads, as CreateBooking and UpdateBooking do (they
-read a record first, then run their script: still threaded calls for now). The call's
-deadline and trace context go with each call into its thread.
+It runs on a ``grpc.aio`` server (wire/server.py), and every method is a coroutine
+that awaits the core on an asyncio twin of the store's client (core/async_broker.py):
+a call waiting for Redis holds no thread. Without a twin (Redis Cluster, Sentinel) each
+runs the threaded core method in the server's handler threads instead, with the call's
+context (its deadline, its trace).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any, TypeVar
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
-from leasebroker.core.async_leases import AsyncLeases, async_twin
+from leasebroker.core.async_broker import AsyncBroker, async_twin
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.wire.booking_convert import (
     BOOKING_FIELDS,
@@ -47,17 +46,16 @@ async def in_threads(executor: Executor | None, call: Callable[[], Result]) -> R
 class BookingService(pb_grpc.BookingServiceServicer):
     """``ext.maps.booking.partner.v0.BookingService`` backed by a :class:`LeaseBroker`.
 
-    Its CreateLease, and ``close``, run on one event loop (the grpc.aio server's). The
-    asyncio client is made there on the first CreateLease after the broker is ready
-    (``serve`` starts with a stand-in until Redis answers); threaded calls run in
-    ``executor``.
+    Its methods, and ``close``, run on one event loop (the grpc.aio server's). The
+    asyncio broker is made there on the first call after the broker is ready (``serve``
+    starts with a stand-in until Redis answers); threaded calls run in ``executor``.
     """
 
     def __init__(self, broker: LeaseBroker, executor: Executor | None = None) -> None:
         self.broker = broker
         self.executor = executor
-        self._leases: AsyncLeases | None = None
-        self._threaded = False  # the store has no asyncio twin: CreateLease in threads
+        self._awaited: AsyncBroker | None = None
+        self._threaded = False  # the store has no asyncio twin: every call in threads
 
     @rpc_async
     async def CreateLease(
@@ -65,41 +63,25 @@ class BookingService(pb_grpc.BookingServiceServicer):
     ) -> pb.CreateLeaseResponse:
         with LEASE_FIELDS:
             wanted = lease_request_from_proto(request.lease)
-            leases = self._leases or self._asyncio_leases()
-            if leases is not None:
-                lease = await leases.create_lease(wanted)
+            awaited = self._awaited or self._asyncio_broker()
+            if awaited is not None:
+                lease = await awaited.create_lease(wanted)
             else:
                 lease = await in_threads(self.executor, lambda: self.broker.create_lease(wanted))
         response = pb.CreateLeaseResponse()
         lease_to_proto(request.lease, lease, response.lease)
         return response
 
-    def _asyncio_leases(self) -> AsyncLeases | None:
-        """CreateLease on an asyncio twin of the broker's client, made once; None when
-        the store has none (reading ``client`` of a broker still starting raises its
-        STORE_UNAVAILABLE)."""
-        if self._threaded:
-            return None
-        twin = async_twin(self.broker.client)
-        if twin is None:
-            self._threaded = True
-            return None
-        self._leases = AsyncLeases(self.broker, twin)
-        return self._leases
-
-    async def close(self) -> None:
-        """Close the asyncio client's connections (on the loop that made them)."""
-        if self._leases is not None:
-            await self._leases.close()
-
     @rpc_async
     async def CreateBooking(
         self, request: pb.CreateBookingRequest, context: Any
     ) -> pb.CreateBookingResponse:
-        return await in_threads(self.executor, lambda: self._create_booking(request))
-
-    def _create_booking(self, request: pb.CreateBookingRequest) -> pb.CreateBookingResponse:
-        booking = self.broker.create_booking(booking_request_from_proto(request))
+        wanted = booking_request_from_proto(request)
+        awaited = self._awaited or self._asyncio_broker()
+        if awaited is not None:
+            booking = await awaited.create_booking(wanted)
+        else:
+            booking = await in_threads(self.executor, lambda: self.broker.create_booking(wanted))
         response = pb.CreateBookingResponse()
         booking_to_proto(booking, response.booking)
         return response
@@ -108,17 +90,42 @@ class BookingService(pb_grpc.BookingServiceServicer):
     async def UpdateBooking(
         self, request: pb.UpdateBookingRequest, context: Any
     ) -> pb.UpdateBookingResponse:
-        return await in_threads(self.executor, lambda: self._update_booking(request))
-
-    def _update_booking(self, request: pb.UpdateBookingRequest) -> pb.UpdateBookingResponse:
         update = booking_update_from_proto(request)
+        awaited = self._awaited or self._asyncio_broker()
         with BOOKING_FIELDS:
             if update.cancel:
-                booking = self.broker.cancel_booking(update.booking_id)
+                if awaited is not None:
+                    booking = await awaited.cancel_booking(update.booking_id)
+                else:
+                    booking = await in_threads(
+                        self.executor, lambda: self.broker.cancel_booking(update.booking_id)
+                    )
             else:
-                booking = self.broker.reschedule_booking(
-                    update.booking_id, update.start_ns, update.duration_ns
-                )
+                move = (update.booking_id, update.start_ns, update.duration_ns)
+                if awaited is not None:
+                    booking = await awaited.reschedule_booking(*move)
+                else:
+                    booking = await in_threads(
+                        self.executor, lambda: self.broker.reschedule_booking(*move)
+                    )
         response = pb.UpdateBookingResponse()
         booking_to_proto(booking, response.booking)
         return response
+
+    def _asyncio_broker(self) -> AsyncBroker | None:
+        """The operations on an asyncio twin of the broker's client, made once; None
+        when the store has none (reading ``client`` of a broker still starting raises
+        its STORE_UNAVAILABLE)."""
+        if self._threaded:
+            return None
+        twin = async_twin(self.broker.client)
+        if twin is None:
+            self._threaded = True
+            return None
+        self._awaited = AsyncBroker(self.broker, twin)
+        return self._awaited
+
+    async def close(self) -> None:
+        """Close the asyncio connections (on the loop that made them)."""
+        if self._awaited is not None:
+            await self._awaited.close()

@@ -1,6 +1,6 @@
-"""CreateLease for an asyncio front end: the same script call as
-:meth:`LeaseOps.create_lease <leasebroker.core.leases.LeaseOps.create_lease>`, sent on
-an asyncio Redis client, so a call waiting for Redis holds no thread.
+"""The BookingService's operations for an asyncio front end (CreateLease, CreateBooking,
+cancel, reschedule): the same script calls as the threaded ``LeaseBroker`` methods,
+sent on an asyncio connection, so a call waiting for Redis holds no thread.
 
 Why: in a threaded gRPC server each call that waits for Redis parks its handler thread
 and wakes it again, and under load those hand-offs of the GIL cost more CPU than the
@@ -13,8 +13,9 @@ fakeredis's, sharing the embedded store's data). A Redis Cluster or Sentinel cli
 no twin here; its CreateLease runs the threaded path instead.
 
 What is the same as the threaded path, by construction: the script and its arguments
-(:meth:`~leasebroker.core.leases.LeaseOps.create_lease_call`), the reading of its reply
-(:meth:`~leasebroker.core.leases.LeaseOps.lease_from_reply`), the error mapping
+(:meth:`~leasebroker.core.leases.LeaseOps.create_lease_call`; for the others, the steps
+of core/steps.py, which read the record and run the script), the reading of the reply
+(:meth:`~leasebroker.core.leases.LeaseOps.lease_from_reply`, the steps), the error mapping
 (:func:`~leasebroker.core.base.store_error`), the caller's deadline (the script gets it
 on Redis's clock, and the wait for Redis ends at it), the sweeper's registry and due
 index writes, and ``NOSCRIPT`` handling (redis-py's script object loads and retries).
@@ -34,11 +35,12 @@ import redis.exceptions
 
 from leasebroker.core.async_pipe import DEFAULT_TIMEOUT_S, AsyncPipe
 from leasebroker.core.base import store_error
+from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.deadline import remaining_s
 from leasebroker.core.errors import BrokerError, Reason
-from leasebroker.core.leases import LeaseOps
-from leasebroker.core.model import Lease, LeaseRequest
-from leasebroker.core.scripts import load_sources
+from leasebroker.core.model import Booking, BookingRequest, Lease, LeaseRequest
+from leasebroker.core.scripts import BoundScript
+from leasebroker.core.steps import ReadRecord, RunScript, Steps, T
 
 log = logging.getLogger(__name__)
 
@@ -117,17 +119,16 @@ def async_twin(client: Any) -> Any | None:
     return redis.asyncio.Redis(connection_pool=async_pool)
 
 
-class AsyncLeases:
-    """``create_lease`` of ``broker``, awaited: one script call on ``client`` (an
-    asyncio client, see :func:`async_twin`) per lease."""
+class AsyncBroker:
+    """The BookingService's operations of ``broker``, awaited on ``client`` (an asyncio
+    client, see :func:`async_twin`): CreateLease, CreateBooking, cancel and reschedule,
+    each the same steps, replies and errors as the threaded method of the same name."""
 
-    def __init__(self, broker: LeaseOps, client: Any) -> None:
+    def __init__(self, broker: LeaseBroker, client: Any) -> None:
         self.broker = broker
         self.client = client
-        self._source = load_sources()["create_lease"]
-        self._script = client.register_script(self._source.text)
-        # A real Redis gets one pipelined connection for the script calls; the embedded
-        # store (fakeredis, in this process) is called as it is.
+        # A real Redis gets one pipelined connection (core/async_pipe.py); the embedded
+        # store (fakeredis, in this process) is called through its asyncio client.
         self._pipe = None if _is_fake(client) else AsyncPipe(client)
         self._timeout_s = self._pipe.timeout_s if self._pipe else DEFAULT_TIMEOUT_S
 
@@ -135,38 +136,74 @@ class AsyncLeases:
         """As :meth:`LeaseOps.create_lease`: the lease, or the same BrokerError."""
         broker = self.broker
         keys, args = broker.create_lease_call(request)
-        reply = await self._send("create_lease", lambda: self._run_script(keys, args))
-        lease = broker.lease_from_reply(request, broker.checked_reply("create_lease", args, reply))
+        reply = await self._script(RunScript("create_lease", keys, args))
+        lease = broker.lease_from_reply(request, reply)
         await self._after_grant(lease)
         return lease
 
-    async def _run_script(self, keys: list[str], args: list[str | int]) -> Any:
-        if self._pipe is None:
-            return await self._script(keys=keys, args=args)
-        command = ("EVALSHA", self._script.sha, len(keys), *keys, *args)
+    async def create_booking(self, request: BookingRequest) -> Booking:
+        return await self.drive(self.broker.create_booking_steps(request))
+
+    async def cancel_booking(self, booking_id: str) -> Booking:
+        return await self.drive(self.broker.cancel_booking_steps(booking_id))
+
+    async def reschedule_booking(
+        self, booking_id: str, start_ns: int | None, duration_ns: int | None
+    ) -> Booking:
+        return await self.drive(
+            self.broker.reschedule_booking_steps(booking_id, start_ns, duration_ns)
+        )
+
+    async def drive(self, steps: Steps[T]) -> T:
+        """Run an operation's steps (core/steps.py), awaiting each on the store."""
+        reply: Any = None
+        while True:
+            try:
+                step = steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, ReadRecord):
+                raw = await self._send("HGETALL", self._execute, "HGETALL", step.key)
+                reply = _record(raw)
+            else:
+                reply = await self._script(step)
+
+    async def _script(self, step: RunScript) -> list:
+        """One script call: its reply, with the refusals no caller handles raised."""
+        script = self.broker.scripts[step.name]
+        command = script.command(step.keys, step.args)
+        reply = await self._send(step.name, self._run, script, command)
+        return self.broker.checked_reply(step.name, step.args, reply)
+
+    async def _run(self, script: BoundScript, command: list[Any]) -> Any:
         for attempt in range(1 + CONNECTION_RETRIES):
             try:
-                return await self._pipe.call(*command)
+                return await self._execute(*command)
             except redis.exceptions.NoScriptError:
                 # After a restart, a failover or SCRIPT FLUSH: load it, send it once more.
-                await self._pipe.call("SCRIPT", "LOAD", self._source.text)
-                return await self._pipe.call(*command)
+                await self._execute("SCRIPT", "LOAD", script.text)
+                return await self._execute(*command)
             except redis.exceptions.ConnectionError:
-                # The connection broke; a new one is made. Sending again is safe: a
-                # CreateLease that did get through is replayed by its client reference.
+                # The connection broke; a new one is made. Sending again is safe: every
+                # operation is idempotent by its client reference or id.
                 if attempt == CONNECTION_RETRIES:
                     raise
         raise AssertionError("unreachable")
 
-    async def _send(self, name: str, call: Any) -> Any:
-        """Await ``call()`` within the caller's deadline (or the socket timeout when it
+    async def _execute(self, *command: Any) -> Any:
+        if self._pipe is not None:
+            return await self._pipe.call(*command)
+        return await self.client.execute_command(*command)
+
+    async def _send(self, name: str, call: Any, *args: Any) -> Any:
+        """Await ``call(*args)`` within the caller's deadline (or the socket timeout when it
         has none); Redis failures become the BrokerErrors the threaded path raises."""
         left = remaining_s()
         if left is not None and left <= 0:
             raise BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline passed")
         try:
             async with asyncio.timeout(self._timeout_s if left is None else left):
-                return await call()
+                return await call(*args)
         except TimeoutError as exc:  # asyncio's
             if left is None:  # no deadline: Redis did not answer within the socket timeout
                 failure = redis.exceptions.TimeoutError("Timeout reading from Redis")
@@ -181,17 +218,16 @@ class AsyncLeases:
         broker = self.broker
         merchant = lease.slot.merchant_id
         if broker.claim_registration(merchant):
+            key = broker.keys.merchants()
             try:
-                await self._send(
-                    "SADD", lambda: self.client.sadd(broker.keys.merchants(), merchant)
-                )
+                await self._send("SADD", self._execute, "SADD", key, merchant)
             except BrokerError as error:
                 broker.forget_registration(merchant)
                 log.warning("could not register merchant for the expiry sweeper: %s", error)
         if not lease.replayed and broker.claim_mark(merchant, lease.expires_at_ms):
-            due = {merchant: lease.expires_at_ms}
+            due = ("ZADD", broker.keys.due(), "LT", lease.expires_at_ms, merchant)
             try:
-                await self._send("ZADD", lambda: self.client.zadd(broker.keys.due(), due, lt=True))
+                await self._send("ZADD", self._execute, *due)
             except BrokerError as error:
                 broker.forget_mark(merchant)
                 log.warning("could not mark a merchant due for the sweeper: %s", error)
@@ -200,6 +236,13 @@ class AsyncLeases:
         if self._pipe is not None:
             await self._pipe.close()
         await self.client.aclose()
+
+
+def _record(raw: Any) -> dict[str, bytes]:
+    """An HGETALL reply as the threaded path reads it: text field names, bytes values
+    (a flat list from the pipe, a dict from redis-py's client)."""
+    pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
+    return {name.decode(): value for name, value in pairs}
 
 
 def _is_fake(client: Any) -> bool:

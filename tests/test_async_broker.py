@@ -1,6 +1,7 @@
-"""CreateLease on an asyncio client (core/async_leases.py): the same script call, the
-same answers and refusals, the same side writes as the threaded LeaseBroker.create_lease,
-and an asyncio twin of every single-node client the broker can be given."""
+"""The BookingService's operations on an asyncio client (core/async_broker.py): the same
+script calls, answers, refusals and side writes as the threaded LeaseBroker methods, the
+same round trips, and an asyncio twin of every single-node client the broker can be
+given."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import redis
 import redis.asyncio
 import redis.sentinel
 from conftest import real_redis_or_skip
-from support import MERCHANT, START_NS, lease_request
+from support import HOUR_NS, MERCHANT, START_NS, booking_request, lease_request
 
-from leasebroker.core.async_leases import AsyncLeases, async_twin
+from leasebroker.core.async_broker import AsyncBroker, async_twin
 from leasebroker.core.async_pipe import AsyncPipe
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.deadline import call_deadline
@@ -27,11 +28,11 @@ from leasebroker.core.store import RedisTls, connect
 from leasebroker.core.units import NS_PER_S
 
 
-def run_async(broker: LeaseBroker, work: Callable[[AsyncLeases], Any]) -> Any:
+def run_async(broker: LeaseBroker, work: Callable[[AsyncBroker], Any]) -> Any:
     """``await work(leases)`` on a fresh event loop with a fresh twin, closed after."""
 
     async def main() -> Any:
-        leases = AsyncLeases(broker, async_twin(broker.client))
+        leases = AsyncBroker(broker, async_twin(broker.client))
         try:
             return await work(leases)
         finally:
@@ -69,7 +70,7 @@ def test_the_same_answers_as_the_threaded_path(make_broker: Callable[..., LeaseB
             outcome(lambda o=o: threaded.create_lease(lease_request(**o))) for _, o in REQUESTS
         ]
 
-        async def each(leases: AsyncLeases) -> list[tuple[str, Any]]:
+        async def each(leases: AsyncBroker) -> list[tuple[str, Any]]:
             found = []
             for _, overrides in REQUESTS:
                 try:
@@ -106,7 +107,7 @@ def test_a_grant_is_a_lease_the_broker_knows(broker: LeaseBroker) -> None:
 
 
 def test_a_passed_deadline_sends_nothing(broker: LeaseBroker) -> None:
-    async def late(leases: AsyncLeases) -> Any:
+    async def late(leases: AsyncBroker) -> Any:
         with call_deadline(-1.0):
             return await leases.create_lease(lease_request())
 
@@ -117,7 +118,7 @@ def test_a_passed_deadline_sends_nothing(broker: LeaseBroker) -> None:
 
 
 def test_scripts_are_loaded_again_after_script_flush(broker: LeaseBroker) -> None:
-    async def twice(leases: AsyncLeases) -> Any:
+    async def twice(leases: AsyncBroker) -> Any:
         await leases.create_lease(lease_request())
         await leases.client.script_flush()
         return await leases.create_lease(
@@ -219,7 +220,7 @@ def test_an_awaited_create_lease_is_one_round_trip(
     monkeypatch.setattr(AsyncPipe, "call", pipe_call)
     monkeypatch.setattr(redis.asyncio.Redis, "execute_command", execute)
 
-    async def two(leases: AsyncLeases) -> Any:
+    async def two(leases: AsyncBroker) -> Any:
         await leases.create_lease(lease_request(client_reference="warm-up"))
         sent.clear()
         later = START_NS + 3_600 * NS_PER_S
@@ -227,3 +228,109 @@ def test_an_awaited_create_lease_is_one_round_trip(
 
     assert run_async(broker, two).fence == 1
     assert sent == ["EVALSHA"]
+
+
+# ---------------------------------------------------------------- bookings
+
+
+class Awaited:
+    """AsyncBroker's operations called as the threaded broker's are (one event loop)."""
+
+    def __init__(self, broker: LeaseBroker) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.ops = AsyncBroker(broker, async_twin(broker.client))
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.ops, name)
+        return lambda *args: self.loop.run_until_complete(method(*args))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.ops.close())
+        self.loop.close()
+
+
+def booking_story(ops: Any) -> list[tuple[str, Any]]:
+    """Lease, book (and again), cancel (and again), book another, move it to a free
+    slot, then to a taken one, then book a third with a wrong fencing token."""
+    found: list[tuple[str, Any]] = []
+
+    def step(call: Callable[[], Any]) -> Any:
+        try:
+            result = call()
+        except BrokerError as error:
+            found.append(("refused", error.reason))
+            return None
+        found.append(
+            ("ok", (getattr(result, "status", None), result.fence, result.replayed, result.slot))
+        )
+        return result
+
+    later, latest = (START_NS + k * HOUR_NS for k in (1, 2))
+    first = step(lambda: ops.create_lease(lease_request(client_reference="a")))
+    booking = step(lambda: ops.create_booking(booking_request(first.lease_id)))
+    step(lambda: ops.create_booking(booking_request(first.lease_id)))
+    step(lambda: ops.create_booking(booking_request(first.lease_id, name="Grace")))
+    step(lambda: ops.cancel_booking(booking.booking_id))
+    step(lambda: ops.cancel_booking(booking.booking_id))
+    second = step(lambda: ops.create_lease(lease_request(client_reference="b")))
+    moved = step(lambda: ops.create_booking(booking_request(second.lease_id)))
+    step(lambda: ops.reschedule_booking(moved.booking_id, later, None))
+    step(lambda: ops.create_lease(lease_request(client_reference="c", start_ns=latest)))
+    step(lambda: ops.reschedule_booking(moved.booking_id, latest, None))
+    step(lambda: ops.reschedule_booking("b.bm9uZQ.AAAAAAAAAAAAAAAAAAAAAA", later, None))
+    third = step(lambda: ops.create_lease(lease_request(client_reference="d", start_ns=START_NS)))
+    step(lambda: ops.create_booking(booking_request(third.lease_id, expected_fence=99)))
+    return found
+
+
+def test_bookings_the_same_as_the_threaded_path(make_broker: Callable[..., LeaseBroker]) -> None:
+    threaded = make_broker()
+    awaited_broker = LeaseBroker(
+        threaded.client, BrokerConfig(key_prefix=threaded.config.key_prefix + "a")
+    )
+    awaited = Awaited(awaited_broker)
+    try:
+        expected = booking_story(threaded)
+        assert booking_story(awaited) == expected
+        assert [found if kind == "refused" else kind for kind, found in expected] == [
+            "ok", "ok", "ok", Reason.LEASE_ALREADY_BOOKED, "ok", "ok", "ok", "ok", "ok",
+            "ok", Reason.SLOT_FULL, Reason.BOOKING_NOT_FOUND, "ok", Reason.FENCING_TOKEN_STALE,
+        ]  # fmt: skip
+    finally:
+        awaited.close()
+        keys = list(threaded.client.scan_iter(match=awaited_broker.config.key_prefix + ":*"))
+        if keys:
+            threaded.client.delete(*keys)
+
+
+def test_an_awaited_booking_change_reads_the_record_and_runs_its_script(
+    broker: LeaseBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+    original_call = AsyncPipe.call
+    original_execute = redis.asyncio.Redis.execute_command
+
+    async def pipe_call(self: AsyncPipe, *command: Any) -> Any:
+        sent.append(str(command[0]))
+        return await original_call(self, *command)
+
+    async def execute(self: Any, *command: Any, **options: Any) -> Any:
+        sent.append(str(command[0]))
+        return await original_execute(self, *command, **options)
+
+    monkeypatch.setattr(AsyncPipe, "call", pipe_call)
+    monkeypatch.setattr(redis.asyncio.Redis, "execute_command", execute)
+    awaited = Awaited(broker)
+    try:
+        for k, reference in enumerate(("warm-up", "counted")):  # scripts loaded by the first
+            lease = awaited.create_lease(
+                lease_request(client_reference=reference, start_ns=START_NS + k * HOUR_NS)
+            )
+            sent.clear()
+            booking = awaited.create_booking(booking_request(lease.lease_id))
+            assert sent == ["HGETALL", "EVALSHA"] or reference == "warm-up"
+            sent.clear()
+            awaited.cancel_booking(booking.booking_id)
+            assert sent == ["HGETALL", "EVALSHA"] or reference == "warm-up"
+    finally:
+        awaited.close()
