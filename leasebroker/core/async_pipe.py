@@ -23,9 +23,12 @@ what it raises there (``NoScriptError``, ``BusyLoadingError``, ``OutOfMemoryErro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import hiredis
@@ -36,6 +39,25 @@ from redis._parsers import BaseParser  # the error classes redis-py raises for a
 
 # A call waits this long at most when neither its caller nor the client sets a timeout.
 DEFAULT_TIMEOUT_S = 5.0
+
+# What wraps each call when tracing is on (wire/tracing.py sets it): given the command,
+# a context manager around the call, such as a span. redis-py's instrumentation does not
+# see these calls, since they do not go through its client.
+CommandSpan = Callable[[tuple[Any, ...]], AbstractContextManager[Any]]
+_no_span = contextlib.nullcontext()
+
+
+def _untraced(_command: tuple[Any, ...]) -> AbstractContextManager[Any]:
+    return _no_span
+
+
+command_span: CommandSpan = _untraced
+
+
+def set_command_span(wrap: CommandSpan | None) -> None:
+    """Wrap every later call in ``wrap(command)`` (None: no more)."""
+    global command_span
+    command_span = wrap or _untraced
 
 
 class _Protocol(asyncio.Protocol):
@@ -94,10 +116,11 @@ class AsyncPipe:
     async def call(self, *command: Any) -> Any:
         """Send one command and return its reply (raise its error reply). A call
         cancelled while it waits leaves the connection as it was."""
-        protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
-            protocol = await self._connect()
-        return await self._send(protocol, command)
+        with command_span(command):
+            protocol = self._protocol
+            if protocol is None or protocol.lost is not None:
+                protocol = await self._connect()
+            return await self._send(protocol, command)
 
     async def _send(self, protocol: _Protocol, command: tuple[Any, ...]) -> Any:
         loop = asyncio.get_running_loop()
