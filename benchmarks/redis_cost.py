@@ -156,3 +156,53 @@ def library(
         return pipelined, alone, held
     finally:
         store.close()
+
+
+def library_async(url: str, prefix: str, concurrency: int, duration_s: float) -> Throughput:
+    """``AsyncBroker.create_lease`` (core/async_broker.py, what ``serve``'s BookingService
+    awaits) from ``concurrency`` coroutines on one event loop, each call a fresh slot:
+    the library's asyncio path, all calls on one pipelined connection."""
+    import asyncio
+
+    from leasebroker.core.async_broker import AsyncBroker, async_twin
+    from leasebroker.core.broker import LeaseBroker
+    from leasebroker.core.keys import SlotId
+    from leasebroker.core.model import LeaseRequest
+    from leasebroker.core.settings import BrokerConfig
+    from leasebroker.core.store import connect
+
+    store = connect(url, pool_size=4)
+    base = time.time_ns() + 48 * 3600 * 10**9
+    counter = itertools.count()
+
+    async def main() -> Throughput:
+        broker = LeaseBroker(store.client, BrokerConfig(key_prefix=prefix))
+        awaited = AsyncBroker(broker, async_twin(store.client))
+
+        async def worker(until: float, done: list[int]) -> None:
+            while time.perf_counter() < until:
+                i = next(counter)
+                slot = SlotId(f"a{i % 16}", "svc", base + i * SLOT_STEP_NS, 1800 * 10**9)
+                await awaited.create_lease(LeaseRequest(slot, f"ref-{i}"))
+                done.append(1)
+
+        async def run(seconds: float) -> tuple[int, float]:
+            done: list[int] = []
+            started = time.perf_counter()
+            until = started + seconds
+            await asyncio.gather(*(worker(until, done) for _ in range(concurrency)))
+            return len(done), time.perf_counter() - started
+
+        try:
+            await run(min(0.5, duration_s))  # warm up: the connection, the script loaded
+            before = evalsha_stats(store.client)
+            calls, elapsed = await run(duration_s)
+            after = evalsha_stats(store.client)
+        finally:
+            await awaited.close()
+        return Throughput(calls, elapsed, calls / elapsed, _per_call(before, after))
+
+    try:
+        return asyncio.run(main())
+    finally:
+        store.close()

@@ -4,13 +4,15 @@ sent on an asyncio connection, so a call waiting for Redis holds no thread.
 
 Why: in a threaded gRPC server each call that waits for Redis parks its handler thread
 and wakes it again, and under load those hand-offs of the GIL cost more CPU than the
-call's own work (``benchmarks/run.py``; docs/performance.md). A coroutine waiting on a
-socket costs the event loop next to nothing.
+call's own work (docs/architecture.md, "Why the BookingService is a grpc.aio server").
+A coroutine waiting on a socket costs the event loop next to nothing.
 
 The asyncio client is a twin of the broker's own client (:func:`async_twin`): the same
 server, database, credentials, TLS files and timeouts, on redis-py's asyncio API (or
-fakeredis's, sharing the embedded store's data). A Redis Cluster or Sentinel client has
-no twin here; its CreateLease runs the threaded path instead.
+fakeredis's, sharing the embedded store's data). On a real Redis the calls go over one
+pipelined connection opened from the twin's options (core/async_pipe.py). A Redis
+Cluster or Sentinel client has no twin here; the front end runs their calls on the
+threaded path instead.
 
 What is the same as the threaded path, by construction: the script and its arguments
 (:meth:`~leasebroker.core.leases.LeaseOps.create_lease_call`; for the others, the steps
@@ -18,7 +20,8 @@ of core/steps.py, which read the record and run the script), the reading of the 
 (:meth:`~leasebroker.core.leases.LeaseOps.lease_from_reply`, the steps), the error mapping
 (:func:`~leasebroker.core.base.store_error`), the caller's deadline (the script gets it
 on Redis's clock, and the wait for Redis ends at it), the sweeper's registry and due
-index writes, and ``NOSCRIPT`` handling (redis-py's script object loads and retries).
+index writes, and ``NOSCRIPT`` handling (the script is loaded and its call sent once
+more, as redis-py's script object does).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio
@@ -163,7 +167,7 @@ class AsyncBroker:
             except StopIteration as done:
                 return done.value
             if isinstance(step, ReadRecord):
-                raw = await self._send("HGETALL", self._execute, "HGETALL", step.key)
+                raw = await self._send("HGETALL", self._run, ("HGETALL", step.key))
                 reply = _record(raw)
             else:
                 reply = await self._script(step)
@@ -172,14 +176,19 @@ class AsyncBroker:
         """One script call: its reply, with the refusals no caller handles raised."""
         script = self.broker.scripts[step.name]
         command = script.command(step.keys, step.args)
-        reply = await self._send(step.name, self._run, script, command)
+        reply = await self._send(step.name, self._run, command, script)
         return self.broker.checked_reply(step.name, step.args, reply)
 
-    async def _run(self, script: BoundScript, command: list[Any]) -> Any:
+    async def _run(self, command: Sequence[Any], script: BoundScript | None = None) -> Any:
+        """Send ``command`` (``script``'s EVALSHA, or a plain command), again on a new
+        connection when its connection broke, and after loading the script when Redis
+        does not have it."""
         for attempt in range(1 + CONNECTION_RETRIES):
             try:
                 return await self._execute(*command)
             except redis.exceptions.NoScriptError:
+                if script is None:
+                    raise
                 # After a restart, a failover or SCRIPT FLUSH: load it, send it once more.
                 await self._execute("SCRIPT", "LOAD", script.text)
                 return await self._execute(*command)
@@ -220,14 +229,14 @@ class AsyncBroker:
         if broker.claim_registration(merchant):
             key = broker.keys.merchants()
             try:
-                await self._send("SADD", self._execute, "SADD", key, merchant)
+                await self._send("SADD", self._run, ("SADD", key, merchant))
             except BrokerError as error:
                 broker.forget_registration(merchant)
                 log.warning("could not register merchant for the expiry sweeper: %s", error)
         if not lease.replayed and broker.claim_mark(merchant, lease.expires_at_ms):
             due = ("ZADD", broker.keys.due(), "LT", lease.expires_at_ms, merchant)
             try:
-                await self._send("ZADD", self._execute, *due)
+                await self._send("ZADD", self._run, due)
             except BrokerError as error:
                 broker.forget_mark(merchant)
                 log.warning("could not mark a merchant due for the sweeper: %s", error)

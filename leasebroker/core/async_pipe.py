@@ -1,7 +1,9 @@
 """Auto-pipelining for asyncio: one connection carries every call of an event loop.
 
-Each call writes its command at once and waits for its reply; Redis answers the commands
-of one connection in order, so the replies are handed out in the order the commands were
+Each call queues its command and waits for its reply. The commands queued while the
+event loop runs its ready callbacks go out together in one write as soon as it is done
+with them (no timer: the loop's next turn), and Redis answers the commands of one
+connection in order, so the replies are handed out in the order the commands were
 written. Calls made together therefore share the socket's writes and reads without
 waiting for each other: no pool checkout, no lock, no task per call. This is what makes
 CreateLease cheap on the front end (core/async_broker.py): redis-py's asyncio client
@@ -70,6 +72,14 @@ class _Protocol(asyncio.Protocol):
         self.waiting: deque[tuple[asyncio.Future, float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
+        # Commands written since the loop last ran its callbacks: sent together, in one
+        # system call, by flush (scheduled by the first of them).
+        self.unsent: list[bytes] = []
+
+    def flush(self) -> None:
+        unsent, self.unsent = self.unsent, []
+        if self.lost is None and unsent:
+            self.transport.write(b"".join(unsent))  # type: ignore[union-attr]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -131,7 +141,9 @@ class AsyncPipe:
             raise redis.exceptions.TimeoutError("Timeout reading from Redis")
         future = loop.create_future()
         protocol.waiting.append((future, now))
-        protocol.transport.write(hiredis.pack_command(command))  # type: ignore[union-attr]
+        if not protocol.unsent:
+            loop.call_soon(protocol.flush)
+        protocol.unsent.append(hiredis.pack_command(command))
         reply = await future
         # An error reply, as the class redis-py gives it (a ResponseError, or one of the
         # ConnectionErrors such as AuthenticationError).
