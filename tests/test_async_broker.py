@@ -199,12 +199,9 @@ def test_sentinel_and_cluster_clients_have_no_twin() -> None:
     assert async_twin(cluster) is None
 
 
-def test_an_awaited_create_lease_is_one_round_trip(
-    broker: LeaseBroker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """One EVALSHA per lease once the merchant is known (registry and due index written
-    by an earlier lease), on the pipelined connection (a real Redis) or on the asyncio
-    client (the embedded store)."""
+def commands_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the commands the asyncio path sends from now on: on the pipelined
+    connection (a real Redis) or the asyncio client (the embedded store)."""
     sent: list[str] = []
     original_call = AsyncPipe.call
     original_execute = redis.asyncio.Redis.execute_command
@@ -219,6 +216,16 @@ def test_an_awaited_create_lease_is_one_round_trip(
 
     monkeypatch.setattr(AsyncPipe, "call", pipe_call)
     monkeypatch.setattr(redis.asyncio.Redis, "execute_command", execute)
+    return sent
+
+
+def test_an_awaited_create_lease_is_one_round_trip(
+    broker: LeaseBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One EVALSHA per lease once the merchant is known (registry and due index written
+    by an earlier lease), on the pipelined connection (a real Redis) or on the asyncio
+    client (the embedded store)."""
+    sent = commands_sent(monkeypatch)
 
     async def two(leases: AsyncBroker) -> Any:
         await leases.create_lease(lease_request(client_reference="warm-up"))
@@ -306,20 +313,7 @@ def test_bookings_the_same_as_the_threaded_path(make_broker: Callable[..., Lease
 def test_an_awaited_booking_change_reads_the_record_and_runs_its_script(
     broker: LeaseBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sent: list[str] = []
-    original_call = AsyncPipe.call
-    original_execute = redis.asyncio.Redis.execute_command
-
-    async def pipe_call(self: AsyncPipe, *command: Any) -> Any:
-        sent.append(str(command[0]))
-        return await original_call(self, *command)
-
-    async def execute(self: Any, *command: Any, **options: Any) -> Any:
-        sent.append(str(command[0]))
-        return await original_execute(self, *command, **options)
-
-    monkeypatch.setattr(AsyncPipe, "call", pipe_call)
-    monkeypatch.setattr(redis.asyncio.Redis, "execute_command", execute)
+    sent = commands_sent(monkeypatch)
     awaited = Awaited(broker)
     try:
         for k, reference in enumerate(("warm-up", "counted")):  # scripts loaded by the first

@@ -138,10 +138,12 @@ print(json.dumps([dict(s.attributes or {}) for s in exporter.get_finished_spans(
 """
 
 
-def test_the_in_memory_exporter_sees_the_same_spans() -> None:
+def run_traced(program: str, *args: str) -> tuple[str, list]:
+    """Run ``program`` (which prints its spans as JSON last) in a fresh interpreter, in
+    the tests' folder; its whole output and the spans it printed."""
     tests = str(Path(__file__).resolve().parent)
     done = subprocess.run(
-        [sys.executable, "-c", IN_MEMORY],
+        [sys.executable, "-c", program, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -149,12 +151,16 @@ def test_the_in_memory_exporter_sees_the_same_spans() -> None:
         env=clean_env(PYTHONPATH=tests),
     )
     assert done.returncode == 0, done.stderr
-    attributes = json.loads(done.stdout.splitlines()[-1])
+    return done.stdout, json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_in_memory_exporter_sees_the_same_spans() -> None:
+    stdout, attributes = run_traced(IN_MEMORY)
     marked = [a for a in attributes if "leasebroker.reason" in a]
     assert [a["leasebroker.reason"] for a in marked] == ["OK", "SLOT_FULL", "OK"]
     assert all(a["leasebroker.merchant_id"] == MERCHANT for a in marked)
     for value in SECRETS.values():
-        assert value not in done.stdout
+        assert value not in stdout
 
 
 ON_REDIS = """
@@ -193,17 +199,7 @@ def test_on_redis_the_pipelined_commands_are_child_spans_without_values() -> Non
     from support import REAL_REDIS_URL
 
     real_redis_or_skip().close()
-    tests = str(Path(__file__).resolve().parent)
-    done = subprocess.run(
-        [sys.executable, "-c", ON_REDIS, REAL_REDIS_URL],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tests,
-        env=clean_env(PYTHONPATH=tests),
-    )
-    assert done.returncode == 0, done.stderr
-    spans = json.loads(done.stdout.splitlines()[-1])
+    stdout, spans = run_traced(ON_REDIS, REAL_REDIS_URL)
     (booking,) = [s for s in spans if s["attributes"].get("leasebroker.method") == "CreateBooking"]
     children = [s for s in spans if s["parent"] == booking["id"]]
     names = [c["name"] for c in children]
@@ -214,4 +210,4 @@ def test_on_redis_the_pipelined_commands_are_child_spans_without_values() -> Non
         assert attributes["db.system"] == "redis"
         assert set(attributes["db.statement"].split()[1:]) == {"?"}
     for value in SECRETS.values():
-        assert value not in done.stdout
+        assert value not in stdout
