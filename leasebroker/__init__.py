@@ -4,6 +4,8 @@ The broker core is a library (no gRPC needed)::
 
     from leasebroker import LeaseBroker, BrokerConfig, SlotId, LeaseRequest, BrokerError
 
+and :class:`AsyncBroker` awaits its lease and booking operations in an asyncio program.
+
 The package has three rooms (docs/architecture.md): :mod:`leasebroker.core` (the
 broker; the only part that talks to Redis), :mod:`leasebroker.wire` (the gRPC front
 ends) and :mod:`leasebroker.cli` (the ``leasebroker`` command). Imports point one way,
@@ -13,6 +15,7 @@ partners' own tests.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from leasebroker.core.async_broker import AsyncBroker
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, FieldViolation, Reason
 from leasebroker.core.keys import SlotId
@@ -37,6 +40,7 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
     __version__ = "0+unknown"
 
 __all__ = [
+    "AsyncBroker",
     "Booking",
     "BookingRequest",
     "BookingStatus",

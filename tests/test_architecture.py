@@ -17,6 +17,7 @@ MAX_MODULE_LINES = 400
 
 # What `from leasebroker import ...` offers library users; changing it is an API change.
 PUBLIC_API = {
+    "AsyncBroker",
     "Booking",
     "BookingRequest",
     "BookingStatus",

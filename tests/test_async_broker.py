@@ -328,3 +328,20 @@ def test_an_awaited_booking_change_reads_the_record_and_runs_its_script(
             assert sent == ["HGETALL", "EVALSHA"] or reference == "warm-up"
     finally:
         awaited.close()
+
+
+def test_of_refuses_a_store_without_an_asyncio_twin() -> None:
+    sentinel = redis.sentinel.Sentinel([("127.0.0.1", 1)]).master_for("mymaster")
+    with pytest.raises(ValueError, match="Cluster or Sentinel"):
+        AsyncBroker.of(LeaseBroker(sentinel, BrokerConfig(key_prefix="lbtest-no-twin")))
+
+
+def test_of_a_broker_makes_its_twin(broker: LeaseBroker) -> None:
+    async def grant() -> Any:
+        awaited = AsyncBroker.of(broker)
+        try:
+            return await awaited.create_lease(lease_request())
+        finally:
+            await awaited.close()
+
+    assert asyncio.run(grant()).fence == 1

@@ -191,8 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=bool_arg,
         metavar="on|off",
         default=env("AUTO_PIPELINING", "on"),
-        help="send Redis script calls that overlap together, as one pipeline per round "
-        "trip (off: one round trip per call)",
+        help="threaded Redis script calls that overlap (admin service, sweeper, and the "
+        "BookingService on Redis Cluster or Sentinel) go together, as one pipeline per "
+        "round trip (off: one round trip per call); the BookingService's calls on its "
+        "event loop always share one pipelined connection",
     )
     serve.add_argument(
         "--processes",

@@ -131,10 +131,27 @@ class AsyncBroker:
     def __init__(self, broker: LeaseBroker, client: Any) -> None:
         self.broker = broker
         self.client = client
+        options = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+        if options.get("decode_responses"):
+            raise ValueError("the broker needs a Redis client with decode_responses=False")
         # A real Redis gets one pipelined connection (core/async_pipe.py); the embedded
         # store (fakeredis, in this process) is called through its asyncio client.
         self._pipe = None if _is_fake(client) else AsyncPipe(client)
         self._timeout_s = self._pipe.timeout_s if self._pipe else DEFAULT_TIMEOUT_S
+
+    @classmethod
+    def of(cls, broker: LeaseBroker) -> AsyncBroker:
+        """``broker``'s operations on an asyncio twin of its client (:func:`async_twin`).
+        Make it in the event loop that will use it, and ``await close()`` it there.
+        ValueError for a client that has no twin (Redis Cluster, Sentinel): use the
+        broker's own methods there."""
+        twin = async_twin(broker.client)
+        if twin is None:
+            raise ValueError(
+                "no asyncio client for this store (Redis Cluster or Sentinel): "
+                "use the LeaseBroker's own methods"
+            )
+        return cls(broker, twin)
 
     async def create_lease(self, request: LeaseRequest) -> Lease:
         """As :meth:`LeaseOps.create_lease`: the lease, or the same BrokerError."""
@@ -242,6 +259,7 @@ class AsyncBroker:
                 log.warning("could not mark a merchant due for the sweeper: %s", error)
 
     async def close(self) -> None:
+        """Close the connections (in the event loop that used them)."""
         if self._pipe is not None:
             await self._pipe.close()
         await self.client.aclose()
