@@ -95,6 +95,10 @@ class _Protocol(asyncio.Protocol):
                 return
             if reply is False:
                 return
+            if not self.waiting:  # a reply nobody asked for: the stream is out of step
+                self.transport.abort()  # type: ignore[union-attr]
+                self._fail(redis.exceptions.InvalidResponse("a reply no command asked for"))
+                return
             future, _sent = self.waiting.popleft()
             if not future.done():  # its caller gave up: the reply is dropped
                 future.set_result(reply)

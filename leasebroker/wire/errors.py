@@ -147,8 +147,8 @@ def rpc(method: Callable[[Any, Any, grpc.ServicerContext], Reply]) -> Callable[.
         # The error's traceback holds this frame: without the error in a local of it,
         # a refusal leaves no reference cycle for the garbage collector to find.
         del failed
-        # What abort_with_status does, which the thread-run handlers of a grpc.aio
-        # server (plain methods such as this one) are not given.
+        # What abort_with_status does, spelled so that it also works on the context a
+        # grpc.aio server gives a plain (thread-run) method, which has no such method.
         context.set_trailing_metadata(status.trailing_metadata)
         context.abort(status.code, status.details)
         raise AssertionError("unreachable: abort raises")

@@ -2,10 +2,11 @@
 LeaseAdmin; each with health checking and reflection.
 
 The BookingService runs on a ``grpc.aio`` server driven by an event loop in a thread of
-its own (:class:`AioServer`), so that CreateLease waits for Redis as a coroutine, not as
-a parked thread (wire/booking_service.py); the plain methods (health, reflection,
-CreateBooking, UpdateBooking) run in its ``workers`` handler threads. The admin service
-is a threaded ``grpc.server``.
+its own (:class:`AioServer`), so that its calls wait for Redis as coroutines, not as
+parked threads (wire/booking_service.py). Its ``workers`` handler threads run the plain
+methods (health, reflection) and, on a store with no asyncio client (Redis Cluster,
+Sentinel), the BookingService's core calls. The admin service is a threaded
+``grpc.server``.
 """
 
 from __future__ import annotations
