@@ -62,12 +62,7 @@ class BookingService(pb_grpc.BookingServiceServicer):
         self, request: pb.CreateLeaseRequest, context: Any
     ) -> pb.CreateLeaseResponse:
         with LEASE_FIELDS:
-            wanted = lease_request_from_proto(request.lease)
-            awaited = self._awaited or self._asyncio_broker()
-            if awaited is not None:
-                lease = await awaited.create_lease(wanted)
-            else:
-                lease = await in_threads(self.executor, lambda: self.broker.create_lease(wanted))
+            lease = await self._core("create_lease", lease_request_from_proto(request.lease))
         response = pb.CreateLeaseResponse()
         lease_to_proto(request.lease, lease, response.lease)
         return response
@@ -76,12 +71,7 @@ class BookingService(pb_grpc.BookingServiceServicer):
     async def CreateBooking(
         self, request: pb.CreateBookingRequest, context: Any
     ) -> pb.CreateBookingResponse:
-        wanted = booking_request_from_proto(request)
-        awaited = self._awaited or self._asyncio_broker()
-        if awaited is not None:
-            booking = await awaited.create_booking(wanted)
-        else:
-            booking = await in_threads(self.executor, lambda: self.broker.create_booking(wanted))
+        booking = await self._core("create_booking", booking_request_from_proto(request))
         response = pb.CreateBookingResponse()
         booking_to_proto(booking, response.booking)
         return response
@@ -91,26 +81,27 @@ class BookingService(pb_grpc.BookingServiceServicer):
         self, request: pb.UpdateBookingRequest, context: Any
     ) -> pb.UpdateBookingResponse:
         update = booking_update_from_proto(request)
-        awaited = self._awaited or self._asyncio_broker()
         with BOOKING_FIELDS:
             if update.cancel:
-                if awaited is not None:
-                    booking = await awaited.cancel_booking(update.booking_id)
-                else:
-                    booking = await in_threads(
-                        self.executor, lambda: self.broker.cancel_booking(update.booking_id)
-                    )
+                booking = await self._core("cancel_booking", update.booking_id)
             else:
-                move = (update.booking_id, update.start_ns, update.duration_ns)
-                if awaited is not None:
-                    booking = await awaited.reschedule_booking(*move)
-                else:
-                    booking = await in_threads(
-                        self.executor, lambda: self.broker.reschedule_booking(*move)
-                    )
+                booking = await self._core(
+                    "reschedule_booking", update.booking_id, update.start_ns, update.duration_ns
+                )
         response = pb.UpdateBookingResponse()
         booking_to_proto(booking, response.booking)
         return response
+
+    async def _core(self, operation: str, *args: Any) -> Any:
+        """The core ``operation`` (a method both LeaseBroker and AsyncBroker have, by the
+        same name and arguments): awaited on the asyncio broker, or in a handler thread
+        when the store has no asyncio twin."""
+        awaited = self._awaited or self._asyncio_broker()
+        if awaited is not None:
+            return await getattr(awaited, operation)(*args)
+        return await in_threads(
+            self.executor, functools.partial(getattr(self.broker, operation), *args)
+        )
 
     def _asyncio_broker(self) -> AsyncBroker | None:
         """The operations on an asyncio twin of the broker's client, made once; None
