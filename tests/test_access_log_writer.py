@@ -239,6 +239,15 @@ def test_a_refused_rpc_leaves_no_cyclic_garbage(backend: str, broker: Any) -> No
 # ---------------------------------------------------------------- the log handler
 
 
+def routed(name: str, handler: logging.Handler, level: int = logging.INFO) -> logging.Logger:
+    """The logger ``name``, writing through ``handler`` only, from ``level`` up."""
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.handlers = [handler]
+    logger.setLevel(level)
+    return logger
+
+
 def logger_pair(name: str, formatter: logging.Formatter, **options: Any) -> tuple[Any, ...]:
     """A logger writing through a BackgroundStreamHandler and one through a plain
     StreamHandler, each into its own buffer, with the same formatter."""
@@ -251,10 +260,7 @@ def logger_pair(name: str, formatter: logging.Formatter, **options: Any) -> tupl
             else handler_class(buffer)
         )
         handler.setFormatter(formatter)
-        logger = logging.getLogger(f"{name}.{handler_class.__name__}")
-        logger.propagate = False
-        logger.handlers = [handler]
-        logger.setLevel(logging.DEBUG)
+        logger = routed(f"{name}.{handler_class.__name__}", handler, logging.DEBUG)
         out += [logger, handler, buffer]
     return tuple(out)
 
@@ -296,11 +302,7 @@ def test_background_lines_keep_their_order_and_others_are_written_at_once() -> N
     buffer = io.StringIO()
     handler = BackgroundStreamHandler(buffer, background=("lbtest.order.access",))
     handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
-    busy, other = logging.getLogger("lbtest.order.access"), logging.getLogger("lbtest.order.other")
-    for logger in (busy, other):
-        logger.propagate = False
-        logger.handlers = [handler]
-        logger.setLevel(logging.INFO)
+    busy, other = routed("lbtest.order.access", handler), routed("lbtest.order.other", handler)
 
     def log_many(thread: int) -> None:
         for i in range(300):
@@ -324,10 +326,7 @@ def test_background_lines_keep_their_order_and_others_are_written_at_once() -> N
 def test_a_background_line_is_written_soon_and_flush_waits_for_it() -> None:
     buffer = io.StringIO()
     handler = BackgroundStreamHandler(buffer, background=("lbtest.soon",))
-    logger = logging.getLogger("lbtest.soon")
-    logger.propagate = False
-    logger.handlers = [handler]
-    logger.setLevel(logging.INFO)
+    logger = routed("lbtest.soon", handler)
     logger.info("one")
     handler.flush()
     assert buffer.getvalue() == "one\n"
@@ -346,10 +345,7 @@ class CountingStream(io.StringIO):
 def test_writes_carry_whole_lines_of_at_most_a_pipes_atomic_size() -> None:
     stream = CountingStream()
     handler = BackgroundStreamHandler(stream, background=("lbtest.sizes",))
-    logger = logging.getLogger("lbtest.sizes")
-    logger.propagate = False
-    logger.handlers = [handler]
-    logger.setLevel(logging.INFO)
+    logger = routed("lbtest.sizes", handler)
     sizes = [10, 3000, 2000, 5000, 100, 100]
     for i, size in enumerate(sizes):
         logger.info("%d %s", i, "x" * size)
@@ -402,10 +398,7 @@ def test_lines_a_stalled_stream_cannot_take_hold_up_the_logger_not_memory(
     monkeypatch.setattr(log_writer, "MAX_QUEUED", 5)
     stream = StalledStream()
     handler = BackgroundStreamHandler(stream, background=("lbtest.stalled",))
-    logger = logging.getLogger("lbtest.stalled")
-    logger.propagate = False
-    logger.handlers = [handler]
-    logger.setLevel(logging.INFO)
+    logger = routed("lbtest.stalled", handler)
     logger.info("first")  # the writer takes it, and waits in write()
     deadline = time.monotonic() + 5
     while handler._queue.qsize() and time.monotonic() < deadline:
