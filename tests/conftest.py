@@ -8,6 +8,7 @@ What the fixtures are built from (constants, builders, the Clock) is in support.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -193,3 +194,20 @@ def no_leasebroker_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test sees no LEASEBROKER_* variable unless it sets one."""
     for name in [name for name in os.environ if name.startswith("LEASEBROKER_")]:
         monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Iterator[None]:
+    """Whatever a test's in-process ``serve`` does to the root logger is undone: its
+    handler writes to this test's captured stderr, which pytest closes afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.flush()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
