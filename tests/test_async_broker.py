@@ -14,7 +14,8 @@ import fakeredis
 import pytest
 import redis
 import redis.asyncio
-import redis.sentinel
+import redis.asyncio.sentinel
+import redis.cluster
 from conftest import real_redis_or_skip
 from support import HOUR_NS, MERCHANT, START_NS, booking_request, lease_request
 
@@ -24,7 +25,7 @@ from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.deadline import call_deadline
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.settings import BrokerConfig
-from leasebroker.core.store import RedisTls, connect
+from leasebroker.core.store import SOCKET_TIMEOUT_S, RedisTls, connect
 from leasebroker.core.units import NS_PER_S
 
 
@@ -192,11 +193,57 @@ def test_a_twin_of_the_embedded_store_shares_its_data() -> None:
     assert asyncio.run(read()) == b"yes"
 
 
-def test_sentinel_and_cluster_clients_have_no_twin() -> None:
-    sentinel = redis.sentinel.Sentinel([("127.0.0.1", 1)]).master_for("mymaster")
-    assert async_twin(sentinel) is None
+def test_a_cluster_client_has_no_twin() -> None:
     cluster = object.__new__(redis.cluster.RedisCluster)
     assert async_twin(cluster) is None
+
+
+def test_a_sentinel_client_s_twin_asks_the_same_sentinels_for_the_same_service() -> None:
+    url = "redis+sentinel://ada:s3cret@127.0.0.1:1,127.0.0.1:2/mymaster/3"
+    store = connect(url, pool_size=6)
+
+    async def inspect() -> dict[str, Any]:
+        twin = async_twin(store.client)
+        pool = twin.connection_pool
+        try:
+            manager = pool.sentinel_manager
+            return {
+                "pool": type(pool),
+                "service": pool.service_name,
+                "sentinels": [
+                    (
+                        s.connection_pool.connection_kwargs["host"],
+                        s.connection_pool.connection_kwargs["port"],
+                    )
+                    for s in manager.sentinels
+                ],
+                "sentinel timeout": manager.sentinel_kwargs.get("socket_timeout"),
+                "primary": {
+                    k: pool.connection_kwargs.get(k)
+                    for k in ("db", "username", "password", "socket_timeout")
+                },
+                "max connections": pool.max_connections,
+            }
+        finally:
+            await twin.aclose()
+
+    try:
+        seen = asyncio.run(inspect())
+    finally:
+        store.close()
+    assert seen == {
+        "pool": redis.asyncio.sentinel.SentinelConnectionPool,
+        "service": "mymaster",
+        "sentinels": [("127.0.0.1", 1), ("127.0.0.1", 2)],
+        "sentinel timeout": SOCKET_TIMEOUT_S,
+        "primary": {
+            "db": 3,
+            "username": "ada",
+            "password": "s3cret",
+            "socket_timeout": SOCKET_TIMEOUT_S,
+        },
+        "max connections": 6,
+    }
 
 
 def commands_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -330,10 +377,11 @@ def test_an_awaited_booking_change_reads_the_record_and_runs_its_script(
         awaited.close()
 
 
-def test_of_refuses_a_store_without_an_asyncio_twin() -> None:
-    sentinel = redis.sentinel.Sentinel([("127.0.0.1", 1)]).master_for("mymaster")
-    with pytest.raises(ValueError, match="Cluster or Sentinel"):
-        AsyncBroker.of(LeaseBroker(sentinel, BrokerConfig(key_prefix="lbtest-no-twin")))
+def test_of_refuses_a_store_without_an_asyncio_twin(monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = LeaseBroker(fakeredis.FakeRedis(), BrokerConfig(key_prefix="lbtest-no-twin"))
+    monkeypatch.setattr(broker, "client", object.__new__(redis.cluster.RedisCluster))
+    with pytest.raises(ValueError, match="Redis Cluster"):
+        AsyncBroker.of(broker)
 
 
 def test_of_a_broker_makes_its_twin(broker: LeaseBroker) -> None:

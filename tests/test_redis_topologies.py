@@ -1,17 +1,26 @@
 """Redis behind TLS (rediss://, mutual TLS with a private CA) and behind Sentinel
-(redis+sentinel://, following a failover under load), each against real servers the
-test starts (tests/redis_servers.py)."""
+(redis+sentinel://, following a failover under load, on the threaded path and on the
+asyncio one), each against real servers the test starts (tests/redis_servers.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
+import redis
+import redis.asyncio
+import redis.asyncio.sentinel
 import redis_servers
-from support import ServeProcess, hold, lease_request, run_cli
+from support import ServeProcess, create_request, hold, lease_request, run_cli
 
+from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
+from leasebroker.core.async_broker import AsyncBroker
+from leasebroker.core.async_pipe import AsyncPipe
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.settings import BrokerConfig
@@ -171,14 +180,162 @@ def test_sentinel_url_follows_a_failover_under_load(sentinel_setup) -> None:
     assert outcomes["unavailable"] > 0  # calls during the switch were told to retry
 
 
+def test_the_asyncio_broker_follows_a_failover_under_load(sentinel_setup) -> None:
+    """The BookingService's path: one pipelined connection to the primary the sentinels
+    name, asked again after the old one went away."""
+    primary, replica, sentinel = sentinel_setup
+    store, _ = open_redis(f"redis+sentinel://127.0.0.1:{sentinel}/mymaster/0", pool_size=8)
+    broker = LeaseBroker(store.client, BrokerConfig(key_prefix="lbtest-sentinel-aio"))
+    outcomes: dict[str, int] = {"ok": 0, "unavailable": 0}
+    others: list[BaseException] = []
+    stop = threading.Event()
+
+    async def load(awaited: AsyncBroker, worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            request = lease_request(client_reference=f"a{worker}-{n}", staff_id=f"a{worker}-{n}")
+            for _ in range(200):  # retry UNAVAILABLE until the failover is over
+                try:
+                    await awaited.create_lease(request)
+                    outcomes["ok"] += 1
+                    break
+                except BrokerError as exc:
+                    if exc.reason is not Reason.STORE_UNAVAILABLE:
+                        others.append(exc)
+                        return
+                    outcomes["unavailable"] += 1
+                    await asyncio.sleep(0.05)
+            else:
+                others.append(AssertionError(f"a{worker}-{n} never succeeded"))
+                return
+
+    async def run() -> None:
+        awaited = AsyncBroker.of(broker)
+        try:
+            await asyncio.gather(*(load(awaited, worker) for worker in range(8)))
+        finally:
+            await awaited.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),))
+    try:
+        thread.start()
+        redis_servers.wait_for(lambda: outcomes["ok"] > 20, "calls on the first primary")
+        before = outcomes["ok"]
+        redis_servers.stop(primary)
+        redis_servers.wait_for(lambda: _primary_port(sentinel) == replica, "the failover", 30)
+        after_switch = outcomes["ok"]
+        redis_servers.wait_for(
+            lambda: outcomes["ok"] > after_switch + 20, "calls on the new primary", 30
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        store.close()
+    assert not others, others
+    assert outcomes["ok"] > before
+    assert outcomes["unavailable"] > 0  # calls during the switch were told to retry
+
+
+class StandInSentinels:
+    """What a pipelined connection asks Sentinel (``discover_master``), answering with
+    the ports of ``named``, one per question (the last one from then on)."""
+
+    def __init__(self, *named: int) -> None:
+        self.named = list(named)
+        self.asked = 0
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        self.asked += 1
+        return "127.0.0.1", self.named[min(self.asked, len(self.named)) - 1]
+
+
+def _primary_and_synced_replica(folder: Path) -> tuple[int, int]:
+    primary = redis_servers.start(folder)
+    replica = redis_servers.start(folder, "--replicaof", "127.0.0.1", str(primary))
+    client = redis.Redis(port=replica, protocol=2)
+    try:
+        redis_servers.wait_for(
+            lambda: client.info("replication")["master_link_status"] == "up", "the replica"
+        )
+    finally:
+        client.close()
+    return primary, replica
+
+
+def _behind(sentinels: StandInSentinels) -> redis.asyncio.Redis:
+    pool = redis.asyncio.sentinel.SentinelConnectionPool(
+        "mymaster", sentinels, protocol=2, socket_timeout=5
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
+def test_a_connection_that_reaches_a_replica_asks_the_sentinels_again(tmp_path: Path) -> None:
+    """A primary demoted behind the client's back answers writes with READONLY: the
+    connection is closed and the next one goes where the sentinels say."""
+    primary, replica = _primary_and_synced_replica(tmp_path)
+    sentinels = StandInSentinels(replica, primary)
+
+    async def run() -> list[Any]:
+        client = _behind(sentinels)
+        pipe = AsyncPipe(client)
+        seen: list[Any] = []
+        try:
+            seen.append(await pipe.call("GET", "lbtest-readonly"))  # a replica reads
+            try:
+                await pipe.call("SET", "lbtest-readonly", "1")
+            except redis.exceptions.ConnectionError as exc:
+                seen.append(str(exc))
+            seen.append(await pipe.call("SET", "lbtest-readonly", "1"))
+            return seen
+        finally:
+            await pipe.close()
+            await client.aclose()
+
+    try:
+        assert asyncio.run(run()) == [None, "the primary is now a replica", b"OK"]
+        assert sentinels.asked == 2
+    finally:
+        redis_servers.stop(replica)
+        redis_servers.stop(primary)
+
+
+def test_the_asyncio_broker_retries_a_lease_on_the_primary_after_a_replica(
+    tmp_path: Path,
+) -> None:
+    primary, replica = _primary_and_synced_replica(tmp_path)
+    sentinels = StandInSentinels(replica, primary)
+    client = redis.Redis(port=primary, protocol=2)
+    broker = LeaseBroker(client, BrokerConfig(key_prefix="lbtest-readonly"))
+
+    async def run() -> Any:
+        awaited = AsyncBroker(broker, _behind(sentinels))
+        try:
+            return await awaited.create_lease(lease_request())
+        finally:
+            await awaited.close()
+
+    try:
+        lease = asyncio.run(run())
+        assert broker.get_lease(lease.lease_id).lease_id == lease.lease_id
+        assert sentinels.asked == 2
+    finally:
+        client.close()
+        redis_servers.stop(replica)
+        redis_servers.stop(primary)
+
+
 def test_serve_through_sentinel(sentinel_setup) -> None:
     _, _, sentinel = sentinel_setup
     url = f"redis+sentinel://127.0.0.1:{sentinel}/mymaster"
-    with ServeProcess(["--redis-url", url]) as serve:
+    with ServeProcess(["--redis-url", url, "--key-prefix", "lbtest-sentinel-serve"]) as serve:
         serve.wait_listening()
         assert any(
             "Redis behind Sentinel at redis+sentinel://127.0.0.1" in line for line in serve.lines
         )
+        with grpc.insecure_channel(serve.target) as channel:
+            reply = pb_grpc.BookingServiceStub(channel).CreateLease(create_request(), timeout=30)
+        assert reply.lease.lease_id.startswith("l.")
         assert serve.stop() == 0
 
 

@@ -183,18 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int_arg,
         default=env("WORKERS", str(DEFAULT_WORKERS)),
         help="handler threads (and pooled Redis connections) for what runs threaded: health, "
-        "reflection, and BookingService calls on Redis Cluster or Sentinel (elsewhere they "
-        "run on an event loop over one pipelined connection)",
+        "reflection, and BookingService calls on a Redis Cluster (elsewhere they run on "
+        "an event loop over one pipelined connection)",
     )
     serve.add_argument(
         "--auto-pipelining",
         type=bool_arg,
         metavar="on|off",
         default=env("AUTO_PIPELINING", "on"),
-        help="threaded Redis script calls that overlap (admin service, sweeper, and the "
-        "BookingService on Redis Cluster or Sentinel) go together, as one pipeline per "
-        "round trip (off: one round trip per call); the BookingService's calls on its "
-        "event loop always share one pipelined connection",
+        help="threaded Redis script calls that overlap (admin service, sweeper) go "
+        "together, as one pipeline per round trip (off: one round trip per call); the "
+        "BookingService's calls on its event loop always share one pipelined connection",
     )
     serve.add_argument(
         "--processes",

@@ -10,9 +10,9 @@ A coroutine waiting on a socket costs the event loop next to nothing.
 The asyncio client is a twin of the broker's own client (:func:`async_twin`): the same
 server, database, credentials, TLS files and timeouts, on redis-py's asyncio API (or
 fakeredis's, sharing the embedded store's data). On a real Redis the calls go over one
-pipelined connection opened from the twin's options (core/async_pipe.py). A Redis
-Cluster or Sentinel client has no twin here; the front end runs their calls on the
-threaded path instead.
+pipelined connection opened from the twin's options (core/async_pipe.py); behind
+Sentinel, that connection goes to the primary the sentinels name. A Redis Cluster
+client has no twin here; the front end runs its calls on the threaded path instead.
 
 What is the same as the threaded path, by construction: the script and its arguments
 (:meth:`~leasebroker.core.leases.LeaseOps.create_lease_call`; for the others, the steps
@@ -36,6 +36,7 @@ import redis.asyncio
 import redis.asyncio.retry
 import redis.connection
 import redis.exceptions
+import redis.sentinel
 
 from leasebroker.core.async_pipe import DEFAULT_TIMEOUT_S, AsyncPipe
 from leasebroker.core.base import store_error
@@ -44,6 +45,7 @@ from leasebroker.core.deadline import remaining_s
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.model import Booking, BookingRequest, Lease, LeaseRequest
 from leasebroker.core.scripts import BoundScript
+from leasebroker.core.sentinel import async_sentinel_twin, close_sentinels
 from leasebroker.core.steps import ReadRecord, RunScript, Steps, T
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def _accepted(cls: type) -> set[str]:
                 for p in inspect.signature(init).parameters.values()
                 if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
             }
-    return names - {"self", "retry", "redis_connect_func", "event_dispatcher"}
+    return names - {"self", "retry", "redis_connect_func", "event_dispatcher", "connection_pool"}
 
 
 def _async_retry(sync_retry: Any) -> redis.asyncio.retry.Retry | None:
@@ -84,9 +86,10 @@ def _async_retry(sync_retry: Any) -> redis.asyncio.retry.Retry | None:
 
 
 def async_twin(client: Any) -> Any | None:
-    """An asyncio client to the store ``client`` talks to, or None when there is none
-    here (a Redis Cluster or Sentinel client). Create it on the event loop that will
-    use it: its connections belong to that loop."""
+    """An asyncio client to the store ``client`` talks to (for a Sentinel client, of the
+    same service through the same sentinels), or None when there is none here (a Redis
+    Cluster client). Create it on the event loop that will use it: its connections
+    belong to that loop."""
     try:
         import fakeredis
     except ImportError:  # pragma: no cover - fakeredis is a dependency
@@ -102,25 +105,32 @@ def async_twin(client: Any) -> Any | None:
     if type(client) is not redis.Redis:
         return None  # a cluster client, or a subclass whose behaviour we cannot copy
     pool = client.connection_pool
-    if type(pool).__module__.startswith("redis.sentinel"):
-        return None
+    if isinstance(pool, redis.sentinel.SentinelConnectionPool):
+        options = _async_options(pool, redis.asyncio.Connection)
+        return async_sentinel_twin(pool, {**options, "max_connections": pool.max_connections})
     async_class = next(
         (mapped for base, mapped in _ASYNC_CONNECTIONS if issubclass(pool.connection_class, base)),
         None,
     )
     if async_class is None:
         return None
-    kwargs = pool.connection_kwargs
-    accepted = _accepted(async_class)
-    options = {name: value for name, value in kwargs.items() if name in accepted}
-    options["retry"] = _async_retry(kwargs.get("retry"))
     async_pool = redis.asyncio.BlockingConnectionPool(
         connection_class=async_class,
         max_connections=pool.max_connections,
         timeout=getattr(pool, "timeout", None),
-        **options,
+        **_async_options(pool, async_class),
     )
     return redis.asyncio.Redis(connection_pool=async_pool)
+
+
+def _async_options(pool: Any, async_class: type) -> dict[str, Any]:
+    """The sync pool's connection options that ``async_class`` takes, with the same
+    retry."""
+    kwargs = pool.connection_kwargs
+    accepted = _accepted(async_class)
+    options = {name: value for name, value in kwargs.items() if name in accepted}
+    options["retry"] = _async_retry(kwargs.get("retry"))
+    return options
 
 
 class AsyncBroker:
@@ -143,12 +153,12 @@ class AsyncBroker:
     def of(cls, broker: LeaseBroker) -> AsyncBroker:
         """``broker``'s operations on an asyncio twin of its client (:func:`async_twin`).
         Make it in the event loop that will use it, and ``await close()`` it there.
-        ValueError for a client that has no twin (Redis Cluster, Sentinel): use the
-        broker's own methods there."""
+        ValueError for a client that has no twin (Redis Cluster): use the broker's own
+        methods there."""
         twin = async_twin(broker.client)
         if twin is None:
             raise ValueError(
-                "no asyncio client for this store (Redis Cluster or Sentinel): "
+                "no asyncio client for this store (Redis Cluster): "
                 "use the LeaseBroker's own methods"
             )
         return cls(broker, twin)
@@ -202,13 +212,14 @@ class AsyncBroker:
         does not have it."""
         for attempt in range(1 + CONNECTION_RETRIES):
             try:
-                return await self._execute(*command)
-            except redis.exceptions.NoScriptError:
-                if script is None:
-                    raise
-                # After a restart, a failover or SCRIPT FLUSH: load it, send it once more.
-                await self._execute("SCRIPT", "LOAD", script.text)
-                return await self._execute(*command)
+                try:
+                    return await self._execute(*command)
+                except redis.exceptions.NoScriptError:
+                    if script is None:
+                        raise
+                    # After a restart, a failover or SCRIPT FLUSH: load it, send it again.
+                    await self._execute("SCRIPT", "LOAD", script.text)
+                    return await self._execute(*command)
             except redis.exceptions.ConnectionError:
                 # The connection broke; a new one is made. Sending again is safe: every
                 # operation is idempotent by its client reference or id.
@@ -263,6 +274,7 @@ class AsyncBroker:
         if self._pipe is not None:
             await self._pipe.close()
         await self.client.aclose()
+        await close_sentinels(self.client)
 
 
 def _record(raw: Any) -> dict[str, bytes]:

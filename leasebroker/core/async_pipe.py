@@ -20,6 +20,11 @@ what it raises there (``NoScriptError``, ``BusyLoadingError``, ``OutOfMemoryErro
 - **Time.** A call waits at most its caller's deadline (the caller bounds it), and never
   longer than the socket timeout: a connection whose oldest call has waited that long is
   closed, as redis-py gives up on a read after it.
+- **Sentinel.** For a client of a service behind Sentinel, each new connection goes to
+  the primary the sentinels name at that moment, and a ``READONLY`` reply (the server
+  was demoted to a replica) closes the connection and fails its call with
+  ``ConnectionError``, as redis-py's Sentinel connections do: the caller's retry asks
+  the sentinels again.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any
 import hiredis
 import redis.asyncio
 import redis.asyncio.connection
+import redis.asyncio.sentinel
 import redis.exceptions
 from redis._parsers import BaseParser  # the error classes redis-py raises for a reply
 
@@ -90,18 +96,22 @@ class _Protocol(asyncio.Protocol):
             try:
                 reply = self.reader.gets()
             except redis.exceptions.InvalidResponse as exc:
-                self.transport.abort()  # type: ignore[union-attr]
-                self._fail(exc)
+                self.abandon(exc)
                 return
             if reply is False:
                 return
             if not self.waiting:  # a reply nobody asked for: the stream is out of step
-                self.transport.abort()  # type: ignore[union-attr]
-                self._fail(redis.exceptions.InvalidResponse("a reply no command asked for"))
+                self.abandon(redis.exceptions.InvalidResponse("a reply no command asked for"))
                 return
             future, _sent = self.waiting.popleft()
             if not future.done():  # its caller gave up: the reply is dropped
                 future.set_result(reply)
+
+    def abandon(self, error: BaseException) -> None:
+        """Close the connection now, failing the calls still waiting on it with
+        ``error``: a call made before the loop reports the loss goes on a new one."""
+        self.transport.abort()  # type: ignore[union-attr]
+        self._fail(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(redis.exceptions.ConnectionError(f"Redis closed the connection: {exc or 'EOF'}"))
@@ -123,6 +133,10 @@ class AsyncPipe:
         self._options = dict(pool.connection_kwargs)
         self._unix = issubclass(pool.connection_class, redis.asyncio.UnixDomainSocketConnection)
         self._tls = issubclass(pool.connection_class, redis.asyncio.SSLConnection)
+        # Behind Sentinel: the pool whose sentinels name the primary to connect to.
+        self._sentinel = (
+            pool if isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool) else None
+        )
         self.timeout_s = self._options.get("socket_timeout") or DEFAULT_TIMEOUT_S
         self._protocol: _Protocol | None = None
         self._connecting = asyncio.Lock()
@@ -141,7 +155,7 @@ class AsyncPipe:
         now = time.monotonic()
         if protocol.waiting and now - protocol.waiting[0][1] > self.timeout_s:
             # The oldest call has waited longer than a read may: the connection hangs.
-            protocol.transport.abort()  # type: ignore[union-attr]
+            protocol.abandon(redis.exceptions.ConnectionError("the connection hung"))
             raise redis.exceptions.TimeoutError("Timeout reading from Redis")
         future = loop.create_future()
         protocol.waiting.append((future, now))
@@ -152,6 +166,12 @@ class AsyncPipe:
         # An error reply, as the class redis-py gives it (a ResponseError, or one of the
         # ConnectionErrors such as AuthenticationError).
         if isinstance(reply, redis.exceptions.RedisError):
+            if self._sentinel is not None and isinstance(reply, redis.exceptions.ReadOnlyError):
+                # The primary this connection reached has been demoted: the next
+                # connection asks the sentinels for the new one.
+                demoted = redis.exceptions.ConnectionError("the primary is now a replica")
+                protocol.abandon(demoted)
+                raise demoted from reply
             raise reply
         return reply
 
@@ -195,9 +215,11 @@ class AsyncPipe:
                 ca_data=options.get("ssl_ca_data"),
                 check_hostname=options.get("ssl_check_hostname", False),
             ).get()
-        transport, protocol = await loop.create_connection(
-            _Protocol, options.get("host", "localhost"), options.get("port", 6379), ssl=ssl_context
-        )
+        host, port = options.get("host", "localhost"), options.get("port", 6379)
+        if self._sentinel is not None:  # MasterNotFoundError (a ConnectionError) when none
+            pool = self._sentinel
+            host, port = await pool.sentinel_manager.discover_master(pool.service_name)
+        transport, protocol = await loop.create_connection(_Protocol, host, port, ssl=ssl_context)
         sock = transport.get_extra_info("socket")
         if sock is not None and options.get("socket_keepalive"):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

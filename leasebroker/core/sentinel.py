@@ -7,6 +7,8 @@ are asked without authentication. The client asks the sentinels for the current
 primary on every new connection, and drops its connections when the primary
 answers ``READONLY`` (it was demoted), so calls during a failover fail with
 UNAVAILABLE and succeed once the sentinels have promoted a replica.
+:func:`async_sentinel_twin` makes the asyncio client of the same service, which the
+pipelined connection of core/async_pipe.py follows the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 from urllib.parse import unquote
 
 import redis
+import redis.asyncio
+import redis.asyncio.sentinel
 import redis.sentinel
 
 from leasebroker.core.connections import _DeadlineMixin
@@ -100,3 +104,33 @@ def sentinel_client(parsed: SentinelUrl, *, pool_size: int, options: dict[str, A
         password=parsed.password,
         **options,
     )
+
+
+def async_sentinel_twin(
+    pool: redis.sentinel.SentinelConnectionPool, options: dict[str, Any]
+) -> redis.asyncio.Redis:
+    """An asyncio client of the service ``pool`` (a sync Sentinel client's pool) serves:
+    the same sentinels, asked with the same options, and ``options`` for the primary's
+    connections. Create it on the event loop that will use it."""
+    manager = pool.sentinel_manager
+    addresses = [
+        (
+            each.connection_pool.connection_kwargs["host"],
+            each.connection_pool.connection_kwargs["port"],
+        )
+        for each in manager.sentinels
+    ]
+    twin = redis.asyncio.sentinel.Sentinel(
+        addresses,
+        min_other_sentinels=manager.min_other_sentinels,
+        sentinel_kwargs=dict(manager.sentinel_kwargs),
+    )
+    return twin.master_for(pool.service_name, redis_class=redis.asyncio.Redis, **options)
+
+
+async def close_sentinels(client: redis.asyncio.Redis) -> None:
+    """Close the connections an asyncio Sentinel client keeps to its sentinels (closing
+    the client closes only those to the primary)."""
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        await sentinel.aclose()

@@ -2,7 +2,7 @@
 
 It runs on a ``grpc.aio`` server (wire/server.py), and every method is a coroutine
 that awaits the core on an asyncio twin of the store's client (core/async_broker.py):
-a call waiting for Redis holds no thread. Without a twin (Redis Cluster, Sentinel) each
+a call waiting for Redis holds no thread. Without a twin (a Redis Cluster) each
 runs the threaded core method in the server's handler threads instead, with the call's
 context (its deadline, its trace).
 """
