@@ -6,6 +6,7 @@ given."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,14 +16,21 @@ import pytest
 import redis
 import redis.asyncio
 import redis.asyncio.sentinel
-import redis.cluster
 from conftest import real_redis_or_skip
-from support import HOUR_NS, MERCHANT, START_NS, booking_request, lease_request
+from support import (
+    HOUR_NS,
+    MERCHANT,
+    REAL_REDIS_URL,
+    START_NS,
+    booking_request,
+    create_request,
+    lease_request,
+)
 
 from leasebroker.core.async_broker import AsyncBroker, async_twin
 from leasebroker.core.async_pipe import AsyncPipe
 from leasebroker.core.broker import LeaseBroker
-from leasebroker.core.deadline import call_deadline
+from leasebroker.core.deadline import call_deadline, remaining_s
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.store import SOCKET_TIMEOUT_S, RedisTls, connect
@@ -40,6 +48,10 @@ def run_async(broker: LeaseBroker, work: Callable[[AsyncBroker], Any]) -> Any:
             await leases.close()
 
     return asyncio.run(main())
+
+
+class OwnClient(redis.Redis):
+    """A client class of an application's own: async_twin knows no twin for it."""
 
 
 def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
@@ -191,11 +203,6 @@ def test_a_twin_of_the_embedded_store_shares_its_data() -> None:
             await twin.aclose()
 
     assert asyncio.run(read()) == b"yes"
-
-
-def test_a_cluster_client_has_no_twin() -> None:
-    cluster = object.__new__(redis.cluster.RedisCluster)
-    assert async_twin(cluster) is None
 
 
 def test_a_sentinel_client_s_twin_asks_the_same_sentinels_for_the_same_service() -> None:
@@ -377,11 +384,10 @@ def test_an_awaited_booking_change_reads_the_record_and_runs_its_script(
         awaited.close()
 
 
-def test_of_refuses_a_store_without_an_asyncio_twin(monkeypatch: pytest.MonkeyPatch) -> None:
-    broker = LeaseBroker(fakeredis.FakeRedis(), BrokerConfig(key_prefix="lbtest-no-twin"))
-    monkeypatch.setattr(broker, "client", object.__new__(redis.cluster.RedisCluster))
-    with pytest.raises(ValueError, match="Redis Cluster"):
-        AsyncBroker.of(broker)
+def test_of_refuses_a_store_without_an_asyncio_twin() -> None:
+    client = OwnClient(host="127.0.0.1", port=1, protocol=2)
+    with pytest.raises(ValueError, match="no asyncio client for a OwnClient"):
+        AsyncBroker.of(LeaseBroker(client, BrokerConfig(key_prefix="lbtest-no-twin")))
 
 
 def test_of_a_broker_makes_its_twin(broker: LeaseBroker) -> None:
@@ -393,3 +399,31 @@ def test_of_a_broker_makes_its_twin(broker: LeaseBroker) -> None:
             await awaited.close()
 
     assert asyncio.run(grant()).fence == 1
+
+
+def test_a_client_without_a_twin_is_served_from_handler_threads(
+    key_prefix: str, make_stub: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_redis_or_skip().close()
+    client = OwnClient.from_url(REAL_REDIS_URL, protocol=2)
+    broker = LeaseBroker(client, BrokerConfig(key_prefix=key_prefix))
+    assert async_twin(client) is None
+    seen: list[tuple[str, float | None]] = []
+    create_lease = broker.create_lease
+
+    def spied(request: Any) -> Any:
+        seen.append((threading.current_thread().name, remaining_s()))
+        return create_lease(request)
+
+    monkeypatch.setattr(broker, "create_lease", spied)
+    try:
+        stub = make_stub(broker)
+        reply = stub.CreateLease(create_request(), timeout=30)
+        assert reply.lease.lease_id == broker.get_lease(reply.lease.lease_id).lease_id
+        [(thread, remaining)] = seen
+        assert thread.startswith("rpc")  # a handler thread, not the event loop's
+        assert remaining is not None and 0 < remaining <= 30  # with the call's deadline
+    finally:
+        for key in client.scan_iter(match=f"{key_prefix}*"):
+            client.delete(key)
+        client.close()

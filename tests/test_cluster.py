@@ -2,20 +2,32 @@
 
 Every key a script touches carries the merchant's hash tag, so each script runs
 on one cluster slot; this proves it against real CROSSSLOT checks, with merchant
-ids that contain braces and colons.
+ids that contain braces and colons. The asyncio path (core/async_cluster.py) runs it
+too, and follows MOVED and ASK redirections of slots the test moves.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
+import grpc
 import pytest
+import redis
 import redis_servers
-from support import HOUR_NS, book
+from redis.crc import key_slot
+from support import HOUR_NS, ServeProcess, book, booking_request, grpc_book, grpc_lease
 
+from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
+from leasebroker.core.async_broker import AsyncBroker
+from leasebroker.core.async_cluster import ClusterPipes, routing_key
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.deadline import call_deadline
 from leasebroker.core.errors import BrokerError, Reason
@@ -26,37 +38,58 @@ from leasebroker.core.store import check_server, connect
 from leasebroker.core.sweeper import sweep_once
 
 NODES = 3
+T = TypeVar("T")
+
+
+def start_cluster(folder: Path, nodes: int, replicas: int, *settings: str) -> list[int]:
+    """A cluster of ``nodes`` redis-servers (``replicas`` per primary), once its state
+    is ok; their ports (the caller stops them)."""
+    _, cli = redis_servers.binaries()
+    ports: list[int] = []
+    try:
+        for node in range(nodes):
+            ports.append(
+                redis_servers.start(
+                    folder, "--cluster-enabled", "yes", "--cluster-config-file", f"n{node}.conf",
+                    *settings,
+                )
+            )  # fmt: skip
+        subprocess.run(
+            [cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+             "--cluster-replicas", str(replicas), "--cluster-yes"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        redis_servers.wait_for(lambda: cluster_ok(ports[0]), "cluster_state:ok")
+    except BaseException:
+        for port in ports:
+            redis_servers.stop(port)
+        raise
+    return ports
+
+
+def cluster_ok(port: int) -> bool:
+    node = redis.Redis(port=port, protocol=2, socket_timeout=2)
+    try:
+        return node.execute_command("CLUSTER", "INFO").startswith(b"cluster_state:ok")
+    except redis.exceptions.RedisError:
+        return False
+    finally:
+        node.close()
 
 
 @pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    _, cli = redis_servers.binaries()
-    folder: Path = tmp_path_factory.mktemp("cluster")
-    ports: list[int] = []
+def cluster_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    ports = start_cluster(tmp_path_factory.mktemp("cluster"), NODES, 0)
     try:
-        for node in range(NODES):
-            ports.append(
-                redis_servers.start(
-                    folder, "--cluster-enabled", "yes", "--cluster-config-file", f"n{node}.conf"
-                )
-            )
-        subprocess.run(
-            [cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-
-        def ready() -> bool:
-            out = subprocess.run(
-                [cli, "-p", str(ports[0]), "cluster", "info"], capture_output=True, text=True
-            ).stdout
-            return "cluster_state:ok" in out
-
-        redis_servers.wait_for(ready, "cluster_state:ok")
-        yield f"redis://127.0.0.1:{ports[0]}"
+        yield ports
     finally:
         for port in ports:
             redis_servers.stop(port)
+
+
+@pytest.fixture(scope="module")
+def cluster_url(cluster_ports: list[int]) -> str:
+    return f"redis://127.0.0.1:{cluster_ports[0]}"
 
 
 @pytest.fixture
@@ -112,3 +145,256 @@ def test_scripts_get_no_deadline_on_a_cluster(cluster_broker: LeaseBroker) -> No
     cluster_broker.now_ms()  # a fresh offset
     with call_deadline(5.0):
         assert cluster_broker._deadline_arg() == ""
+
+
+# ---------------------------------------------------------------- the asyncio path
+
+
+def run_async(work: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(work())
+
+
+@pytest.mark.parametrize("merchant", ["plain", "br{ace}s", "ünï cødé"])
+def test_the_asyncio_broker_on_a_cluster(cluster_broker: LeaseBroker, merchant: str) -> None:
+    broker = cluster_broker
+    slot = SlotId(merchant, "svc", time.time_ns() + HOUR_NS, 1800 * 10**9, "staff}", "room{")
+
+    async def lifecycle() -> tuple[Any, ...]:
+        awaited = AsyncBroker.of(broker)
+        try:
+            lease = await awaited.create_lease(LeaseRequest(slot, f"aio-{merchant}"))
+            replay = await awaited.create_lease(LeaseRequest(slot, f"aio-{merchant}"))
+            booking = await awaited.create_booking(booking_request(lease.lease_id))
+            later = slot.start_ns + HOUR_NS
+            moved = await awaited.reschedule_booking(booking.booking_id, later, None)
+            cancelled = await awaited.cancel_booking(booking.booking_id)
+            return lease, replay, moved, cancelled
+        finally:
+            await awaited.close()
+
+    lease, replay, moved, cancelled = run_async(lifecycle)
+    assert replay.replayed and replay.lease_id == lease.lease_id
+    assert broker.get_lease(lease.lease_id).state == "consumed"
+    assert moved.slot.start_ns == slot.start_ns + HOUR_NS
+    assert cancelled.status == "cancelled"
+    assert merchant in broker.merchants()
+
+
+def test_the_asyncio_broker_loads_scripts_on_the_node_that_lacks_them(
+    cluster_broker: LeaseBroker,
+) -> None:
+    client = cluster_broker.client
+    for node in client.get_nodes():
+        client.get_redis_connection(node).script_flush()
+    requests = [
+        LeaseRequest(SlotId(f"flush-{i}", "svc", time.time_ns() + HOUR_NS, 1800 * 10**9), "a")
+        for i in range(12)  # merchants on every node
+    ]
+
+    async def grant() -> list[Any]:
+        awaited = AsyncBroker.of(cluster_broker)
+        try:
+            return [await awaited.create_lease(request) for request in requests]
+        finally:
+            await awaited.close()
+
+    assert [lease.fence for lease in run_async(grant)] == [1] * len(requests)
+    assert {client.get_node_from_key(f"lbcluster:{{flush-{i}}}:x").name for i in range(12)} == {
+        node.name for node in client.get_nodes()
+    }
+
+
+def _node_ids(ports: list[int]) -> dict[int, str]:
+    ids = {}
+    for port in ports:
+        node = redis.Redis(port=port, protocol=2)
+        ids[port] = node.execute_command("CLUSTER", "MYID").decode()
+        node.close()
+    return ids
+
+
+def _owner(ports: list[int], slot: int) -> int:
+    node = redis.Redis(port=ports[0], protocol=2)
+    try:
+        for start, end, primary, *_ in node.execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(primary[1])
+    finally:
+        node.close()
+    raise AssertionError(f"slot {slot} has no owner")
+
+
+def _set_slot(ports: list[int], slot: int, *how: Any) -> None:
+    for port in ports:
+        node = redis.Redis(port=port, protocol=2)
+        try:
+            node.execute_command("CLUSTER", "SETSLOT", slot, *how)
+        finally:
+            node.close()
+
+
+@pytest.fixture
+def empty_slot(cluster_ports: list[int]) -> Iterator[tuple[str, int, int, int]]:
+    """A key of a slot that holds no key, its slot, its owner's port and another
+    node's port; the slot goes back to its owner afterwards."""
+    key = f"lbcluster:{{moving-{uuid.uuid4().hex}}}"
+    slot = key_slot(key.encode())
+    owner = _owner(cluster_ports, slot)
+    other = next(port for port in cluster_ports if port != owner)
+    ids = _node_ids(cluster_ports)
+    try:
+        yield key, slot, owner, other
+    finally:
+        for port in cluster_ports:  # the key, wherever the test wrote it
+            node = redis.Redis(port=port, protocol=2, single_connection_client=True)
+            node.execute_command("ASKING")
+            with contextlib.suppress(redis.exceptions.ResponseError):  # MOVED: not there
+                node.execute_command("DEL", key)
+            node.close()
+        _set_slot(cluster_ports, slot, "STABLE")
+        _set_slot(cluster_ports, slot, "NODE", ids[owner])
+
+
+def test_a_moved_slot_is_followed_and_the_slot_map_patched(
+    cluster_broker: LeaseBroker, cluster_ports: list[int], empty_slot: Any
+) -> None:
+    key, slot, owner, other = empty_slot
+    manager = cluster_broker.client.nodes_manager
+    assert manager.get_node_from_slot(slot).port == owner
+    _set_slot(cluster_ports, slot, "NODE", _node_ids(cluster_ports)[other])
+
+    async def write() -> Any:
+        pipes = ClusterPipes(cluster_broker.client)
+        try:
+            return await pipes.call(key, "SET", key, "here")
+        finally:
+            await pipes.aclose()
+
+    assert run_async(write) == b"OK"
+    assert manager.get_node_from_slot(slot).port == other
+    assert redis.Redis(port=other, protocol=2).get(key) == b"here"
+
+
+def test_an_asked_key_is_sent_after_asking_and_the_slot_map_kept(
+    cluster_broker: LeaseBroker, cluster_ports: list[int], empty_slot: Any
+) -> None:
+    key, slot, owner, other = empty_slot
+    ids = _node_ids(cluster_ports)
+    manager = cluster_broker.client.nodes_manager
+    # A migration from owner to other: a key the owner does not hold is asked for there.
+    redis.Redis(port=other, protocol=2).execute_command(
+        "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[owner]
+    )
+    redis.Redis(port=owner, protocol=2).execute_command(
+        "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[other]
+    )
+
+    async def write() -> Any:
+        pipes = ClusterPipes(cluster_broker.client)
+        try:
+            return await pipes.call(key, "SET", key, "asked")
+        finally:
+            await pipes.aclose()
+
+    assert run_async(write) == b"OK"
+    assert manager.get_node_from_slot(slot).port == owner
+    target = redis.Redis(port=other, protocol=2, single_connection_client=True)
+    target.execute_command("ASKING")
+    assert target.get(key) == b"asked"
+    target.close()
+
+
+def test_a_command_without_a_key_is_refused_on_a_cluster(cluster_broker: LeaseBroker) -> None:
+    async def ping() -> Any:
+        pipes = ClusterPipes(cluster_broker.client)
+        try:
+            return await pipes.call(routing_key(("PING",)), "PING")
+        finally:
+            await pipes.aclose()
+
+    with pytest.raises(ValueError, match="no key routes"):
+        run_async(ping)
+
+
+def test_routing_keys() -> None:
+    assert routing_key(("EVALSHA", "abc", 2, "k1", "k2", "arg")) == "k1"
+    assert routing_key((b"evalsha", "abc", "0", "arg")) is None
+    assert routing_key(("HGETALL", "record")) == "record"
+    assert routing_key(("SCRIPT",)) is None
+
+
+def test_the_asyncio_broker_follows_a_cluster_failover_under_load(tmp_path: Path) -> None:
+    """A primary dies, its replica takes over its slots: the calls on its slots are
+    UNAVAILABLE meanwhile, the slot map is read again, and the calls go to the new one."""
+    # A replica takes over one second after its primary stops answering, however young
+    # its link to it (this cluster is seconds old).
+    ports = start_cluster(
+        tmp_path, 6, 1, "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"
+    )
+    store = connect(f"redis://127.0.0.1:{ports[0]}", pool_size=8, cluster=True)
+    broker = LeaseBroker(store.client, BrokerConfig(key_prefix="lbcluster-failover"))
+    merchant = "failover"
+    primary = store.client.get_node_from_key(broker.keys.merchant_root(merchant)).port
+    outcomes: dict[str, int] = {"ok": 0, "unavailable": 0}
+    others: list[BaseException] = []
+    stop = threading.Event()
+
+    async def load(awaited: AsyncBroker, worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            slot = SlotId(merchant, "svc", time.time_ns() + HOUR_NS, 1800 * 10**9, f"w{worker}-{n}")
+            for _ in range(400):  # retry UNAVAILABLE until the failover is over
+                try:
+                    await awaited.create_lease(LeaseRequest(slot, f"w{worker}-{n}"))
+                    outcomes["ok"] += 1
+                    break
+                except BrokerError as exc:
+                    if exc.reason is not Reason.STORE_UNAVAILABLE:
+                        others.append(exc)
+                        return
+                    outcomes["unavailable"] += 1
+                    await asyncio.sleep(0.05)
+            else:
+                others.append(AssertionError(f"w{worker}-{n} never succeeded"))
+                return
+
+    async def run() -> None:
+        awaited = AsyncBroker.of(broker)
+        try:
+            await asyncio.gather(*(load(awaited, worker) for worker in range(4)))
+        finally:
+            await awaited.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),))
+    try:
+        thread.start()
+        redis_servers.wait_for(lambda: outcomes["ok"] > 20, "calls on the first primary")
+        before = outcomes["ok"]
+        redis_servers.stop(primary)
+        redis_servers.wait_for(lambda: outcomes["unavailable"] > 0, "calls to fail meanwhile")
+        after_failure = outcomes["ok"]
+        redis_servers.wait_for(
+            lambda: outcomes["ok"] > after_failure + 20, "calls on the new primary", 60
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        store.close()
+        for port in ports:
+            redis_servers.stop(port)
+    assert not others, others
+    assert outcomes["ok"] > before
+
+
+def test_serve_on_a_cluster_grants_and_books_over_the_wire(cluster_url: str) -> None:
+    args = ["--redis-url", cluster_url, "--redis-cluster", "--key-prefix", "lbcluster-serve"]
+    s = SlotId("wire{1}", "svc", time.time_ns() + HOUR_NS, 1800 * 10**9)
+    with ServeProcess(args) as serve:
+        serve.wait_listening()
+        with grpc.insecure_channel(serve.target) as channel:
+            stub = pb_grpc.BookingServiceStub(channel)
+            lease = grpc_lease(stub, s)
+            assert grpc_lease(stub, s).lease_id == lease.lease_id  # the replay
+            assert grpc_book(stub, lease.lease_id).booking_id.startswith("b.")
+        assert serve.stop() == 0

@@ -182,9 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=positive_int_arg,
         default=env("WORKERS", str(DEFAULT_WORKERS)),
-        help="handler threads (and pooled Redis connections) for what runs threaded: health, "
-        "reflection, and BookingService calls on a Redis Cluster (elsewhere they run on "
-        "an event loop over one pipelined connection)",
+        help="handler threads (and pooled Redis connections) for what runs threaded: health "
+        "and reflection (the BookingService's calls run on an event loop over one pipelined "
+        "connection per Redis primary)",
     )
     serve.add_argument(
         "--auto-pipelining",

@@ -11,8 +11,9 @@ The asyncio client is a twin of the broker's own client (:func:`async_twin`): th
 server, database, credentials, TLS files and timeouts, on redis-py's asyncio API (or
 fakeredis's, sharing the embedded store's data). On a real Redis the calls go over one
 pipelined connection opened from the twin's options (core/async_pipe.py); behind
-Sentinel, that connection goes to the primary the sentinels name. A Redis Cluster
-client has no twin here; the front end runs its calls on the threaded path instead.
+Sentinel, that connection goes to the primary the sentinels name. On a Redis Cluster
+the twin is one such connection per primary, each command sent to the primary of its
+key's slot (core/async_cluster.py).
 
 What is the same as the threaded path, by construction: the script and its arguments
 (:meth:`~leasebroker.core.leases.LeaseOps.create_lease_call`; for the others, the steps
@@ -34,10 +35,12 @@ from typing import Any
 
 import redis.asyncio
 import redis.asyncio.retry
+import redis.cluster
 import redis.connection
 import redis.exceptions
 import redis.sentinel
 
+from leasebroker.core.async_cluster import ClusterPipes, routing_key
 from leasebroker.core.async_pipe import DEFAULT_TIMEOUT_S, AsyncPipe
 from leasebroker.core.base import store_error
 from leasebroker.core.broker import LeaseBroker
@@ -87,9 +90,9 @@ def _async_retry(sync_retry: Any) -> redis.asyncio.retry.Retry | None:
 
 def async_twin(client: Any) -> Any | None:
     """An asyncio client to the store ``client`` talks to (for a Sentinel client, of the
-    same service through the same sentinels), or None when there is none here (a Redis
-    Cluster client). Create it on the event loop that will use it: its connections
-    belong to that loop."""
+    same service through the same sentinels; for a Redis Cluster client, its
+    :class:`ClusterPipes`), or None for a client class it does not know. Create it on
+    the event loop that will use it: its connections belong to that loop."""
     try:
         import fakeredis
     except ImportError:  # pragma: no cover - fakeredis is a dependency
@@ -102,8 +105,10 @@ def async_twin(client: Any) -> Any | None:
             protocol=2,
             lua_modules=kwargs.get("lua_modules"),
         )
+    if type(client) is redis.cluster.RedisCluster:
+        return ClusterPipes(client)
     if type(client) is not redis.Redis:
-        return None  # a cluster client, or a subclass whose behaviour we cannot copy
+        return None  # a subclass whose behaviour we cannot copy
     pool = client.connection_pool
     if isinstance(pool, redis.sentinel.SentinelConnectionPool):
         options = _async_options(pool, redis.asyncio.Connection)
@@ -146,19 +151,22 @@ class AsyncBroker:
             raise ValueError("the broker needs a Redis client with decode_responses=False")
         # A real Redis gets one pipelined connection (core/async_pipe.py); the embedded
         # store (fakeredis, in this process) is called through its asyncio client.
-        self._pipe = None if _is_fake(client) else AsyncPipe(client)
-        self._timeout_s = self._pipe.timeout_s if self._pipe else DEFAULT_TIMEOUT_S
+        # A Redis Cluster gets one per primary (core/async_cluster.py).
+        self._cluster = client if isinstance(client, ClusterPipes) else None
+        self._pipe = None if _is_fake(client) or self._cluster else AsyncPipe(client)
+        routed = self._cluster or self._pipe
+        self._timeout_s = routed.timeout_s if routed else DEFAULT_TIMEOUT_S
 
     @classmethod
     def of(cls, broker: LeaseBroker) -> AsyncBroker:
         """``broker``'s operations on an asyncio twin of its client (:func:`async_twin`).
         Make it in the event loop that will use it, and ``await close()`` it there.
-        ValueError for a client that has no twin (Redis Cluster): use the broker's own
-        methods there."""
+        ValueError for a client that has no twin (a client class :func:`async_twin`
+        does not know): use the broker's own methods there."""
         twin = async_twin(broker.client)
         if twin is None:
             raise ValueError(
-                "no asyncio client for this store (Redis Cluster): "
+                f"no asyncio client for a {type(broker.client).__name__}: "
                 "use the LeaseBroker's own methods"
             )
         return cls(broker, twin)
@@ -210,16 +218,18 @@ class AsyncBroker:
         """Send ``command`` (``script``'s EVALSHA, or a plain command), again on a new
         connection when its connection broke, and after loading the script when Redis
         does not have it."""
+        key = routing_key(tuple(command)) if self._cluster else None
         for attempt in range(1 + CONNECTION_RETRIES):
             try:
                 try:
-                    return await self._execute(*command)
+                    return await self._execute(key, *command)
                 except redis.exceptions.NoScriptError:
                     if script is None:
                         raise
-                    # After a restart, a failover or SCRIPT FLUSH: load it, send it again.
-                    await self._execute("SCRIPT", "LOAD", script.text)
-                    return await self._execute(*command)
+                    # After a restart, a failover or SCRIPT FLUSH: load it (on the node
+                    # the call goes to), send it again.
+                    await self._execute(key, "SCRIPT", "LOAD", script.text)
+                    return await self._execute(key, *command)
             except redis.exceptions.ConnectionError:
                 # The connection broke; a new one is made. Sending again is safe: every
                 # operation is idempotent by its client reference or id.
@@ -227,7 +237,10 @@ class AsyncBroker:
                     raise
         raise AssertionError("unreachable")
 
-    async def _execute(self, *command: Any) -> Any:
+    async def _execute(self, key: Any, *command: Any) -> Any:
+        """``command`` on the pipe, the cluster node that serves ``key``, or the client."""
+        if self._cluster is not None:
+            return await self._cluster.call(key, *command)
         if self._pipe is not None:
             return await self._pipe.call(*command)
         return await self.client.execute_command(*command)

@@ -60,6 +60,7 @@ def _untraced(_command: tuple[Any, ...]) -> AbstractContextManager[Any]:
 
 
 command_span: CommandSpan = _untraced
+_ASKING = hiredis.pack_command(("ASKING",))
 
 
 def set_command_span(wrap: CommandSpan | None) -> None:
@@ -75,7 +76,9 @@ class _Protocol(asyncio.Protocol):
         self.reader = hiredis.Reader(
             protocolError=redis.exceptions.InvalidResponse, replyError=BaseParser.parse_error
         )
-        self.waiting: deque[tuple[asyncio.Future, float]] = deque()
+        # The calls waiting for a reply, oldest first, each with when it was sent (None
+        # for a reply no one waits for: an ASKING's).
+        self.waiting: deque[tuple[asyncio.Future | None, float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
         # Commands written since the loop last ran its callbacks: sent together, in one
@@ -104,7 +107,7 @@ class _Protocol(asyncio.Protocol):
                 self.abandon(redis.exceptions.InvalidResponse("a reply no command asked for"))
                 return
             future, _sent = self.waiting.popleft()
-            if not future.done():  # its caller gave up: the reply is dropped
+            if future is not None and not future.done():  # else the reply is dropped
                 future.set_result(reply)
 
     def abandon(self, error: BaseException) -> None:
@@ -120,7 +123,7 @@ class _Protocol(asyncio.Protocol):
         self.lost = error
         while self.waiting:
             future, _sent = self.waiting.popleft()
-            if not future.done():
+            if future is not None and not future.done():
                 future.set_exception(error)
 
 
@@ -130,27 +133,46 @@ class AsyncPipe:
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         pool = client.connection_pool
-        self._options = dict(pool.connection_kwargs)
-        self._unix = issubclass(pool.connection_class, redis.asyncio.UnixDomainSocketConnection)
-        self._tls = issubclass(pool.connection_class, redis.asyncio.SSLConnection)
-        # Behind Sentinel: the pool whose sentinels name the primary to connect to.
-        self._sentinel = (
-            pool if isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool) else None
+        self._setup(
+            dict(pool.connection_kwargs),
+            unix=issubclass(pool.connection_class, redis.asyncio.UnixDomainSocketConnection),
+            tls=issubclass(pool.connection_class, redis.asyncio.SSLConnection),
+            # Behind Sentinel: the pool whose sentinels name the primary to connect to.
+            sentinel=(
+                pool if isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool) else None
+            ),
         )
-        self.timeout_s = self._options.get("socket_timeout") or DEFAULT_TIMEOUT_S
+
+    @classmethod
+    def to_node(cls, options: dict[str, Any], *, tls: bool) -> AsyncPipe:
+        """A pipe to the server at ``options["host"]``, ``options["port"]`` (a node of a
+        Redis Cluster), with redis-py's connection ``options``."""
+        pipe = cls.__new__(cls)
+        pipe._setup(dict(options), unix=False, tls=tls, sentinel=None)
+        return pipe
+
+    def _setup(self, options: dict[str, Any], *, unix: bool, tls: bool, sentinel: Any) -> None:
+        self._options = options
+        self._unix = unix
+        self._tls = tls
+        self._sentinel = sentinel
+        self.timeout_s = options.get("socket_timeout") or DEFAULT_TIMEOUT_S
         self._protocol: _Protocol | None = None
         self._connecting = asyncio.Lock()
 
-    async def call(self, *command: Any) -> Any:
+    async def call(self, *command: Any, asking: bool = False) -> Any:
         """Send one command and return its reply (raise its error reply). A call
-        cancelled while it waits leaves the connection as it was."""
+        cancelled while it waits leaves the connection as it was. ``asking``: send
+        ``ASKING`` right before it (a Redis Cluster's ASK redirection)."""
         with command_span(command):
             protocol = self._protocol
             if protocol is None or protocol.lost is not None:
                 protocol = await self._connect()
-            return await self._send(protocol, command)
+            return await self._send(protocol, command, asking)
 
-    async def _send(self, protocol: _Protocol, command: tuple[Any, ...]) -> Any:
+    async def _send(
+        self, protocol: _Protocol, command: tuple[Any, ...], asking: bool = False
+    ) -> Any:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         if protocol.waiting and now - protocol.waiting[0][1] > self.timeout_s:
@@ -158,9 +180,12 @@ class AsyncPipe:
             protocol.abandon(redis.exceptions.ConnectionError("the connection hung"))
             raise redis.exceptions.TimeoutError("Timeout reading from Redis")
         future = loop.create_future()
-        protocol.waiting.append((future, now))
         if not protocol.unsent:
             loop.call_soon(protocol.flush)
+        if asking:  # its reply (OK) goes to no one; the command's comes next
+            protocol.waiting.append((None, now))
+            protocol.unsent.append(_ASKING)
+        protocol.waiting.append((future, now))
         protocol.unsent.append(hiredis.pack_command(command))
         reply = await future
         # An error reply, as the class redis-py gives it (a ResponseError, or one of the

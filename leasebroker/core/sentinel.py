@@ -128,9 +128,9 @@ def async_sentinel_twin(
     return twin.master_for(pool.service_name, redis_class=redis.asyncio.Redis, **options)
 
 
-async def close_sentinels(client: redis.asyncio.Redis) -> None:
+async def close_sentinels(client: Any) -> None:
     """Close the connections an asyncio Sentinel client keeps to its sentinels (closing
-    the client closes only those to the primary)."""
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    the client closes only those to the primary); nothing for any other client."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
     for sentinel in getattr(manager, "sentinels", ()):
         await sentinel.aclose()

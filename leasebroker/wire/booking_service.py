@@ -2,9 +2,10 @@
 
 It runs on a ``grpc.aio`` server (wire/server.py), and every method is a coroutine
 that awaits the core on an asyncio twin of the store's client (core/async_broker.py):
-a call waiting for Redis holds no thread. Without a twin (a Redis Cluster) each
-runs the threaded core method in the server's handler threads instead, with the call's
-context (its deadline, its trace).
+a call waiting for Redis holds no thread. Without a twin (a client class of the
+application's own, which async_twin does not know) each runs the threaded core method
+in the server's handler threads instead, with the call's context (its deadline, its
+trace).
 """
 
 from __future__ import annotations

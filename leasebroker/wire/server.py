@@ -4,8 +4,8 @@ LeaseAdmin; each with health checking and reflection.
 The BookingService runs on a ``grpc.aio`` server driven by an event loop in a thread of
 its own (:class:`AioServer`), so that its calls wait for Redis as coroutines, not as
 parked threads (wire/booking_service.py). Its ``workers`` handler threads run the plain
-methods (health, reflection) and, on a store with no asyncio client (a Redis
-Cluster), the BookingService's core calls. The admin service is a threaded
+methods (health, reflection) and, for a client with no asyncio twin (a class of
+the application's own), the BookingService's core calls. The admin service is a threaded
 ``grpc.server``.
 """
 
