@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,6 +21,7 @@ import grpc
 import pytest
 import redis
 import redis_servers
+from failover_load import FailoverLoad
 from redis.crc import key_slot
 from support import HOUR_NS, ServeProcess, book, booking_request, grpc_book, grpc_lease
 
@@ -204,6 +204,19 @@ def test_the_asyncio_broker_loads_scripts_on_the_node_that_lacks_them(
     }
 
 
+def cluster_call(broker: LeaseBroker, key: Any, *command: Any) -> Any:
+    """``command`` sent by a fresh ClusterPipes of ``broker``'s cluster client."""
+
+    async def call() -> Any:
+        pipes = ClusterPipes(broker.client)
+        try:
+            return await pipes.call(key, *command)
+        finally:
+            await pipes.aclose()
+
+    return asyncio.run(call())
+
+
 def _node_ids(ports: list[int]) -> dict[int, str]:
     ids = {}
     for port in ports:
@@ -263,14 +276,7 @@ def test_a_moved_slot_is_followed_and_the_slot_map_patched(
     assert manager.get_node_from_slot(slot).port == owner
     _set_slot(cluster_ports, slot, "NODE", _node_ids(cluster_ports)[other])
 
-    async def write() -> Any:
-        pipes = ClusterPipes(cluster_broker.client)
-        try:
-            return await pipes.call(key, "SET", key, "here")
-        finally:
-            await pipes.aclose()
-
-    assert run_async(write) == b"OK"
+    assert cluster_call(cluster_broker, key, "SET", key, "here") == b"OK"
     assert manager.get_node_from_slot(slot).port == other
     assert redis.Redis(port=other, protocol=2).get(key) == b"here"
 
@@ -289,14 +295,7 @@ def test_an_asked_key_is_sent_after_asking_and_the_slot_map_kept(
         "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[other]
     )
 
-    async def write() -> Any:
-        pipes = ClusterPipes(cluster_broker.client)
-        try:
-            return await pipes.call(key, "SET", key, "asked")
-        finally:
-            await pipes.aclose()
-
-    assert run_async(write) == b"OK"
+    assert cluster_call(cluster_broker, key, "SET", key, "asked") == b"OK"
     assert manager.get_node_from_slot(slot).port == owner
     target = redis.Redis(port=other, protocol=2, single_connection_client=True)
     target.execute_command("ASKING")
@@ -305,15 +304,8 @@ def test_an_asked_key_is_sent_after_asking_and_the_slot_map_kept(
 
 
 def test_a_command_without_a_key_is_refused_on_a_cluster(cluster_broker: LeaseBroker) -> None:
-    async def ping() -> Any:
-        pipes = ClusterPipes(cluster_broker.client)
-        try:
-            return await pipes.call(routing_key(("PING",)), "PING")
-        finally:
-            await pipes.aclose()
-
     with pytest.raises(ValueError, match="no key routes"):
-        run_async(ping)
+        cluster_call(cluster_broker, routing_key(("PING",)), "PING")
 
 
 def test_routing_keys() -> None:
@@ -333,58 +325,20 @@ def test_the_asyncio_broker_follows_a_cluster_failover_under_load(tmp_path: Path
     )
     store = connect(f"redis://127.0.0.1:{ports[0]}", pool_size=8, cluster=True)
     broker = LeaseBroker(store.client, BrokerConfig(key_prefix="lbcluster-failover"))
-    merchant = "failover"
-    primary = store.client.get_node_from_key(broker.keys.merchant_root(merchant)).port
-    outcomes: dict[str, int] = {"ok": 0, "unavailable": 0}
-    others: list[BaseException] = []
-    stop = threading.Event()
-
-    async def load(awaited: AsyncBroker, worker: int) -> None:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            slot = SlotId(merchant, "svc", time.time_ns() + HOUR_NS, 1800 * 10**9, f"w{worker}-{n}")
-            for _ in range(400):  # retry UNAVAILABLE until the failover is over
-                try:
-                    await awaited.create_lease(LeaseRequest(slot, f"w{worker}-{n}"))
-                    outcomes["ok"] += 1
-                    break
-                except BrokerError as exc:
-                    if exc.reason is not Reason.STORE_UNAVAILABLE:
-                        others.append(exc)
-                        return
-                    outcomes["unavailable"] += 1
-                    await asyncio.sleep(0.05)
-            else:
-                others.append(AssertionError(f"w{worker}-{n} never succeeded"))
-                return
-
-    async def run() -> None:
-        awaited = AsyncBroker.of(broker)
-        try:
-            await asyncio.gather(*(load(awaited, worker) for worker in range(4)))
-        finally:
-            await awaited.close()
-
-    thread = threading.Thread(target=asyncio.run, args=(run(),))
+    primary = store.client.get_node_from_key(broker.keys.merchant_root("failover")).port
+    live = next(port for port in ports if port != primary)
     try:
-        thread.start()
-        redis_servers.wait_for(lambda: outcomes["ok"] > 20, "calls on the first primary")
-        before = outcomes["ok"]
-        redis_servers.stop(primary)
-        redis_servers.wait_for(lambda: outcomes["unavailable"] > 0, "calls to fail meanwhile")
-        after_failure = outcomes["ok"]
-        redis_servers.wait_for(
-            lambda: outcomes["ok"] > after_failure + 20, "calls on the new primary", 60
-        )
+        with FailoverLoad(broker, "failover", awaited=True) as load:
+            before = load.through(
+                lambda: redis_servers.stop(primary),
+                lambda: load.unavailable > 0 and cluster_ok(live),
+            )
     finally:
-        stop.set()
-        thread.join(timeout=60)
         store.close()
         for port in ports:
             redis_servers.stop(port)
-    assert not others, others
-    assert outcomes["ok"] > before
+    assert not load.others, load.others
+    assert load.ok > before
 
 
 def test_serve_on_a_cluster_grants_and_books_over_the_wire(cluster_url: str) -> None:

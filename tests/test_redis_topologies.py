@@ -5,8 +5,6 @@ asyncio one), each against real servers the test starts (tests/redis_servers.py)
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +14,13 @@ import redis
 import redis.asyncio
 import redis.asyncio.sentinel
 import redis_servers
+from failover_load import FailoverLoad
 from support import ServeProcess, create_request, hold, lease_request, run_cli
 
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 from leasebroker.core.async_broker import AsyncBroker
 from leasebroker.core.async_pipe import AsyncPipe
 from leasebroker.core.broker import LeaseBroker
-from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.settings import BrokerConfig
 from leasebroker.core.store import RedisTls, open_redis
 
@@ -125,116 +123,25 @@ def _primary_port(sentinel: int) -> int:
         client.close()
 
 
-def test_sentinel_url_follows_a_failover_under_load(sentinel_setup) -> None:
+@pytest.mark.parametrize("awaited", [False, True], ids=["threaded", "asyncio"])
+def test_sentinel_url_follows_a_failover_under_load(sentinel_setup, awaited: bool) -> None:
+    """Threaded: a new pooled connection asks the sentinels. Asyncio (the BookingService's
+    path): the one pipelined connection is opened again to the primary they name."""
     primary, replica, sentinel = sentinel_setup
     url = f"redis+sentinel://127.0.0.1:{sentinel}/mymaster/0"
     store, _ = open_redis(url, pool_size=8)
     broker = LeaseBroker(store.client, BrokerConfig(key_prefix="lbtest-sentinel"))
-    outcomes: dict[str, int] = {"ok": 0, "unavailable": 0}
-    others: list[BaseException] = []
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def load(worker: int) -> None:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            # Each call its own slot (staff), so none is ever full.
-            request = lease_request(client_reference=f"w{worker}-{n}", staff_id=f"w{worker}-{n}")
-            for _ in range(200):  # retry UNAVAILABLE until the failover is over
-                try:
-                    broker.create_lease(request)
-                    with lock:
-                        outcomes["ok"] += 1
-                    break
-                except BrokerError as exc:
-                    if exc.reason is not Reason.STORE_UNAVAILABLE:
-                        others.append(exc)
-                        return
-                    with lock:
-                        outcomes["unavailable"] += 1
-                    time.sleep(0.05)
-            else:
-                others.append(AssertionError(f"w{worker}-{n} never succeeded"))
-                return
-
-    threads = [threading.Thread(target=load, args=(i,)) for i in range(4)]
     try:
-        for thread in threads:
-            thread.start()
-        time.sleep(0.5)
-        before = outcomes["ok"]
-        redis_servers.stop(primary)  # killed: the sentinel promotes the replica after ~1 s
-        redis_servers.wait_for(lambda: _primary_port(sentinel) == replica, "the failover", 30)
-        after_switch = outcomes["ok"]
-        redis_servers.wait_for(
-            lambda: outcomes["ok"] > after_switch + 20, "calls on the new primary", 30
-        )
+        with FailoverLoad(broker, "sentinel", awaited=awaited) as load:
+            before = load.through(
+                lambda: redis_servers.stop(primary),  # the sentinel promotes the replica
+                lambda: _primary_port(sentinel) == replica,
+            )
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
         store.close()
-    assert not others, others
-    assert outcomes["ok"] > before
-    assert outcomes["unavailable"] > 0  # calls during the switch were told to retry
-
-
-def test_the_asyncio_broker_follows_a_failover_under_load(sentinel_setup) -> None:
-    """The BookingService's path: one pipelined connection to the primary the sentinels
-    name, asked again after the old one went away."""
-    primary, replica, sentinel = sentinel_setup
-    store, _ = open_redis(f"redis+sentinel://127.0.0.1:{sentinel}/mymaster/0", pool_size=8)
-    broker = LeaseBroker(store.client, BrokerConfig(key_prefix="lbtest-sentinel-aio"))
-    outcomes: dict[str, int] = {"ok": 0, "unavailable": 0}
-    others: list[BaseException] = []
-    stop = threading.Event()
-
-    async def load(awaited: AsyncBroker, worker: int) -> None:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            request = lease_request(client_reference=f"a{worker}-{n}", staff_id=f"a{worker}-{n}")
-            for _ in range(200):  # retry UNAVAILABLE until the failover is over
-                try:
-                    await awaited.create_lease(request)
-                    outcomes["ok"] += 1
-                    break
-                except BrokerError as exc:
-                    if exc.reason is not Reason.STORE_UNAVAILABLE:
-                        others.append(exc)
-                        return
-                    outcomes["unavailable"] += 1
-                    await asyncio.sleep(0.05)
-            else:
-                others.append(AssertionError(f"a{worker}-{n} never succeeded"))
-                return
-
-    async def run() -> None:
-        awaited = AsyncBroker.of(broker)
-        try:
-            await asyncio.gather(*(load(awaited, worker) for worker in range(8)))
-        finally:
-            await awaited.close()
-
-    thread = threading.Thread(target=asyncio.run, args=(run(),))
-    try:
-        thread.start()
-        redis_servers.wait_for(lambda: outcomes["ok"] > 20, "calls on the first primary")
-        before = outcomes["ok"]
-        redis_servers.stop(primary)
-        redis_servers.wait_for(lambda: _primary_port(sentinel) == replica, "the failover", 30)
-        after_switch = outcomes["ok"]
-        redis_servers.wait_for(
-            lambda: outcomes["ok"] > after_switch + 20, "calls on the new primary", 30
-        )
-    finally:
-        stop.set()
-        thread.join(timeout=60)
-        store.close()
-    assert not others, others
-    assert outcomes["ok"] > before
-    assert outcomes["unavailable"] > 0  # calls during the switch were told to retry
+    assert not load.others, load.others
+    assert load.ok > before
+    assert load.unavailable > 0  # calls during the switch were told to retry
 
 
 class StandInSentinels:
