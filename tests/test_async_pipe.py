@@ -1,6 +1,8 @@
 """The pipelined asyncio connection (core/async_pipe.py): many calls in flight on one
 connection, each with its own reply or error; a call that gives up, a connection that
-breaks or hangs, credentials and the database; on redis-servers of the tests' own."""
+breaks or hangs, credentials and the database; on redis-servers of the tests' own. And
+what the cluster router does with a slot no node serves (its redirections and failovers
+are in test_cluster.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import redis.exceptions
 from redis_servers import OwnRedis, own_redis
 
 from leasebroker.core.async_broker import async_twin
+from leasebroker.core.async_cluster import ClusterPipes
 from leasebroker.core.async_pipe import AsyncPipe
+from leasebroker.core.redis_errors import is_unavailable
 
 
 @pytest.fixture
@@ -136,3 +140,34 @@ def test_credentials_and_database_of_the_url(tmp_path: Path) -> None:
 def test_nothing_listening_is_a_connection_error() -> None:
     with pytest.raises(redis.exceptions.ConnectionError):
         with_pipe("redis://127.0.0.1:1/0", lambda pipe: pipe.call("PING"))
+
+
+class UncoveredCluster:
+    """A cluster client whose slot map covers no slot, counting how often it is read."""
+
+    def __init__(self) -> None:
+        self.nodes_manager = self
+        self.connection_kwargs = {"socket_timeout": 1.0}
+        self.initialized = 0
+
+    def get_node_from_slot(self, slot: int) -> Any:
+        raise redis.exceptions.SlotNotCoveredError(f'Slot "{slot}" not covered by the cluster.')
+
+    def initialize(self) -> None:
+        self.initialized += 1
+
+
+def test_a_slot_no_node_serves_is_unavailable_and_the_map_is_read_again() -> None:
+    cluster = UncoveredCluster()
+
+    async def call() -> Any:
+        pipes = ClusterPipes(cluster)  # type: ignore[arg-type]
+        try:
+            return await pipes.call("lb:{m}:slot", "GET", "lb:{m}:slot")
+        finally:
+            await pipes.aclose()
+
+    with pytest.raises(redis.exceptions.ClusterDownError, match="no node serves slot") as failed:
+        asyncio.run(call())
+    assert is_unavailable(failed.value)
+    assert cluster.initialized == 1

@@ -79,7 +79,11 @@ class ClusterPipes:
             raise ValueError(f"no key routes {command[0]!r} on a Redis Cluster")
         manager = self.cluster.nodes_manager
         slot = key_slot(key if isinstance(key, bytes) else str(key).encode())
-        node = manager.get_node_from_slot(slot)  # SlotNotCoveredError: none serves it
+        try:
+            node = manager.get_node_from_slot(slot)
+        except redis.exceptions.SlotNotCoveredError as exc:  # not a RedisError
+            await self.refresh()
+            raise redis.exceptions.ClusterDownError(f"no node serves slot {slot}") from exc
         host, port, asking = node.host, node.port, False
         for _ in range(MAX_REDIRECTIONS):
             try:
