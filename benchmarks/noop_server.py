@@ -1,5 +1,6 @@
 """The no-op baseline: the v0 BookingService on the same server stack as `serve` (a
-``grpc.aio`` server on an event loop thread of its own, with the same number of handler
+``grpc.aio`` server on an event loop thread of its own, of the kind `serve` picks by
+default (wire/event_loop.py: uvloop where installed), with the same number of handler
 threads for plain methods; CreateLease a coroutine, CreateBooking and UpdateBooking plain
 methods, as in wire/booking_service.py), answering every call with a canned reply
 without touching Redis.

@@ -93,6 +93,7 @@ BAD_VALUES = [
     (SERVE, "--admin-port", "-2"),
     (SERVE, "--workers", "0"),
     (SERVE, "--workers", "many"),
+    (SERVE, "--event-loop", "trio"),
     (SERVE, "--sweep-interval", "soon"),
     (SERVE, "--default-capacity", "-1"),
     (SERVE, "--default-hold", "banana"),
@@ -132,7 +133,7 @@ def test_each_malformed_value_is_a_usage_error(command, flag, value, capsys) -> 
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("LOG_LEVEL", "LOUD"), ("PORT", "70000"), ("WORKERS", "0"), ("REDIS_URL", "ftp://x"),
-     ("DEFAULT_HOLD", "banana"), ("REDIS_CLUSTER", "2")],
+     ("DEFAULT_HOLD", "banana"), ("REDIS_CLUSTER", "2"), ("EVENT_LOOP", "gevent")],
 )  # fmt: skip
 def test_each_malformed_variable_is_a_usage_error(variable, value) -> None:
     from support import clean_env

@@ -17,6 +17,7 @@ from typing import Any
 from leasebroker.cli.common import config_default
 from leasebroker.core.store import check_url
 from leasebroker.core.units import human_ms, parse_duration_ms
+from leasebroker.wire.event_loop import EVENT_LOOPS, uvloop_installed
 
 _STREAM_ID_RE = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
@@ -90,6 +91,16 @@ def redis_url_arg(text: str) -> str:
         return check_url(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def event_loop_arg(text: str) -> str:
+    """serve --event-loop: auto, uvloop or asyncio; uvloop only where it is installed."""
+    kind = text.strip().lower()
+    if kind not in EVENT_LOOPS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(EVENT_LOOPS)}")
+    if kind == "uvloop" and not uvloop_installed():
+        raise argparse.ArgumentTypeError("uvloop is not installed (pip install uvloop)")
+    return kind
 
 
 def log_level_arg(text: str) -> str:

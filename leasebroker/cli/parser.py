@@ -32,6 +32,7 @@ from leasebroker.cli.options import (
     count_arg,
     duration_arg,
     env,
+    event_loop_arg,
     instant_arg,
     log_level_arg,
     port_arg,
@@ -185,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="handler threads (and pooled Redis connections) for what runs threaded: health "
         "and reflection (the BookingService's calls run on an event loop over one pipelined "
         "connection per Redis primary)",
+    )
+    serve.add_argument(
+        "--event-loop",
+        type=event_loop_arg,
+        default=env("EVENT_LOOP", "auto"),
+        help="the BookingService's event loop: uvloop, asyncio (its own loop) or auto "
+        "(uvloop where installed; default: auto; env LEASEBROKER_EVENT_LOOP)",
     )
     serve.add_argument(
         "--auto-pipelining",

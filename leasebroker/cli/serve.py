@@ -121,7 +121,14 @@ def serve_here(
     try:
         shared = link is not None  # the reserved port, with the other processes
         running = start_server(
-            stand_in, args.host, args.port, args.workers, tls, serving=False, reuse_port=shared
+            stand_in,
+            args.host,
+            args.port,
+            args.workers,
+            tls,
+            serving=False,
+            reuse_port=shared,
+            event_loop=args.event_loop,
         )
     except (OSError, RuntimeError) as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}", EXIT_USAGE) from exc

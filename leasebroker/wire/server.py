@@ -33,6 +33,7 @@ from leasebroker.core.errors import BrokerError
 from leasebroker.wire.admin_service import SERVICE_NAME as ADMIN_SERVICE_NAME
 from leasebroker.wire.admin_service import LeaseAdmin
 from leasebroker.wire.booking_service import BookingService
+from leasebroker.wire.event_loop import new_event_loop
 from leasebroker.wire.feed import MAX_FEED_BYTES
 from leasebroker.wire.reflection import enable_reflection
 from leasebroker.wire.registration import add_servicer
@@ -83,11 +84,14 @@ class RunningServer:
 
 
 class AioServer:
-    """A ``grpc.aio`` server whose event loop runs in a daemon thread of its own, so the
-    rest of the process stays threaded. :meth:`stop` works as ``grpc.Server.stop``."""
+    """A ``grpc.aio`` server whose event loop (of ``event_loop``'s kind) runs in a
+    daemon thread of its own, so the rest of the process stays threaded. :meth:`stop`
+    works as ``grpc.Server.stop``."""
 
-    def __init__(self, thread_name: str, executor: futures.ThreadPoolExecutor) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(
+        self, thread_name: str, executor: futures.ThreadPoolExecutor, event_loop: str = "auto"
+    ) -> None:
+        self.loop = new_event_loop(event_loop)
         self.executor = executor
         self.server: Any = None
         self.service: BookingService | None = None
@@ -200,16 +204,18 @@ def start_server(
     tls: ServerTls | None = None,
     serving: bool = True,
     reuse_port: bool = False,
+    event_loop: str = "auto",
 ) -> RunningServer:
     """Start serving on ``host:port`` with ``workers`` handler threads, over TLS when
     ``tls`` is given; readiness starts as ``serving``. ``reuse_port``: share the port
     (SO_REUSEPORT) with the other processes of one ``serve --processes N``.
+    ``event_loop``: the kind of loop the calls run on (:func:`new_event_loop`).
 
     The broker's Redis pool must have at least ``workers`` connections, so a
     burst of calls waits for a thread, never for a connection.
     """
     executor = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
-    aio = AioServer("booking-service", executor)
+    aio = AioServer("booking-service", executor, event_loop)
 
     async def build() -> tuple[health.HealthServicer, int]:
         aio.server = grpc.aio.server(
