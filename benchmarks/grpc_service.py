@@ -50,7 +50,14 @@ def _detail(result: LoadResult, cpu_us: float) -> str:
 
 
 def grpc_section(
-    p: Any, url: str, client: Any, rows: list[Row], data: dict, workers: int, serve_args: list
+    p: Any,
+    url: str,
+    client: Any,
+    rows: list[Row],
+    data: dict,
+    workers: int,
+    serve_args: list,
+    event_loop: str = "auto",
 ) -> None:
     prefix = unique_prefix("grpc")
     base = time.time_ns() + 24 * 3600 * 10**9
@@ -58,7 +65,7 @@ def grpc_section(
     procs: list[Proc] = []
     load = None
     try:
-        procs.append(noop := start_noop(workers))
+        procs.append(noop := start_noop(workers, event_loop))
         procs.append(serve := start_serve(url, prefix, workers, serve_args))
         load = LoadClient()
         targets = {noop: f"127.0.0.1:{noop.port}", serve: f"127.0.0.1:{serve.port}"}

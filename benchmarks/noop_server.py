@@ -5,7 +5,7 @@ threads for plain methods; CreateLease a coroutine, CreateBooking and UpdateBook
 methods, as in wire/booking_service.py), answering every call with a canned reply
 without touching Redis.
 
-    python benchmarks/noop_server.py --port 0 --workers 32
+    python benchmarks/noop_server.py --port 0 --workers 32 [--event-loop auto|uvloop|asyncio]
 
 Prints ``listening on HOST:PORT`` on stderr, as `serve` does, and runs until SIGTERM.
 """
@@ -23,6 +23,7 @@ import grpc
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
+from leasebroker.wire.event_loop import EVENT_LOOPS
 from leasebroker.wire.server import AioServer
 
 
@@ -70,10 +71,10 @@ class NoopBookingService(pb_grpc.BookingServiceServicer):
         return UPDATE_REPLY
 
 
-def start(host: str, port: int, workers: int) -> tuple[AioServer, int]:
+def start(host: str, port: int, workers: int, event_loop: str = "auto") -> tuple[AioServer, int]:
     """Start the no-op server the way wire/server.py starts the real one."""
     executor = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
-    aio = AioServer("booking-service", executor)
+    aio = AioServer("booking-service", executor, event_loop)
 
     async def build() -> int:
         aio.server = grpc.aio.server(
@@ -92,8 +93,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default="auto")
     args = parser.parse_args()
-    server, port = start(args.host, args.port, args.workers)
+    server, port = start(args.host, args.port, args.workers, args.event_loop)
     gc.collect()  # and freeze what start-up made, as serve does once it is ready
     gc.freeze()
     stop = threading.Event()

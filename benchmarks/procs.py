@@ -103,11 +103,10 @@ def start_serve(
     return proc
 
 
-def start_noop(workers: int) -> Proc:
+def start_noop(workers: int, event_loop: str = "auto") -> Proc:
     script = str(Path(__file__).with_name("noop_server.py"))
-    return start_logged(
-        [sys.executable, script, "--port", "0", "--workers", str(workers)], LISTENING
-    )
+    cmd = [sys.executable, script, "--port", "0", "--workers", str(workers)]
+    return start_logged([*cmd, "--event-loop", event_loop], LISTENING)
 
 
 def free_port() -> int:

@@ -30,6 +30,7 @@ from benchmarks import idle, memory, redis_cost
 from benchmarks.grpc_service import grpc_section
 from benchmarks.procs import delete_prefix, start_private_redis, unique_prefix
 from benchmarks.table import Row, render
+from leasebroker.wire.event_loop import EVENT_LOOPS, resolved
 
 WORKERS = 32  # serve's default --workers; the no-op server gets the same
 # Coroutines calling the library's asyncio path together (as many calls in flight as the
@@ -212,6 +213,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--serve-arg", action="append", default=[], help="extra `serve` option (repeatable)"
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="auto",
+        help="the event loop of serve's BookingService and of the no-op (default: auto)",
+    )
     args = parser.parse_args(argv)
     # A benchmark stopped by SIGTERM (a timeout, a CI cancel) unwinds like Ctrl-C, so the
     # finally blocks stop the redis-server and serve processes it started.
@@ -228,12 +235,14 @@ def main(argv: list[str] | None = None) -> dict:
         private, url = start_private_redis()
     client = redis.Redis.from_url(url, protocol=2)
     info = {**machine(), "redis": client.info("server")["redis_version"], "profile": profile_name}
+    info["event_loop"] = resolved(args.event_loop)
     data: dict = {"machine": info, "redis_url": "private" if private else url}
     rows: list[Row] = []
     started = time.monotonic()
     try:
         if "grpc" in sections:
-            grpc_section(p, url, client, rows, data, WORKERS, args.serve_arg)
+            serve_args = [*args.serve_arg, "--event-loop", args.event_loop]
+            grpc_section(p, url, client, rows, data, WORKERS, serve_args, args.event_loop)
         if "redis" in sections:
             redis_section(p, url, client, rows, data)
         if "memory" in sections:
@@ -248,7 +257,8 @@ def main(argv: list[str] | None = None) -> dict:
     data["rows"] = [asdict(row) for row in rows]
     print(
         f"leasebroker benchmarks, {info['date']}, {info['nproc']} x {info['cpu']}, "
-        f"Redis {info['redis']}, Python {info['python']}, {profile_name} run "
+        f"Redis {info['redis']}, Python {info['python']}, {info['event_loop']} loop, "
+        f"{profile_name} run "
         f"({data['seconds']:.0f} s); ratios are what to read, absolute numbers are noisy"
     )
     print(render(rows))

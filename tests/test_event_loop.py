@@ -15,7 +15,8 @@ from support import ServeProcess, create_request, run_main
 
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 from leasebroker.cli import options
-from leasebroker.wire.event_loop import new_event_loop
+from leasebroker.wire import event_loop
+from leasebroker.wire.event_loop import new_event_loop, resolved
 from leasebroker.wire.server import start_server
 
 pytestmark = pytest.mark.usefixtures("no_leasebroker_env")
@@ -69,3 +70,18 @@ def test_uvloop_asked_for_where_it_is_not_installed_is_a_usage_error(
     assert "uvloop is not installed" in capsys.readouterr().err
     monkeypatch.setenv("LEASEBROKER_EVENT_LOOP", "UVLOOP")
     assert run_main(["serve", "--port", "0", "--admin-port", "-1"]) == 2
+
+
+def test_auto_stands_for_uvloop_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [resolved(kind) for kind in ("auto", "uvloop", "asyncio")] == [
+        "uvloop",
+        "uvloop",
+        "asyncio",
+    ]
+    monkeypatch.setattr(event_loop, "uvloop_installed", lambda: False)
+    assert resolved("auto") == "asyncio"
+    loop = new_event_loop("auto")
+    try:
+        assert not type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()

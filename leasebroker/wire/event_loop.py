@@ -15,13 +15,18 @@ def uvloop_installed() -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
 
-def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
-    """A new event loop of ``kind`` (one of :data:`EVENT_LOOPS`). uvloop runs the same
-    coroutines, callbacks and transports as asyncio's loop, in C: the BookingService's
-    calls cost about a tenth less CPU on it (docs/architecture.md)."""
+def resolved(kind: str = "auto") -> str:
+    """The loop ``kind`` (one of :data:`EVENT_LOOPS`) stands for here: uvloop or asyncio."""
     if kind not in EVENT_LOOPS:
         raise ValueError(f"not an event loop: {kind!r} (one of {', '.join(EVENT_LOOPS)})")
-    if kind == "uvloop" or (kind == "auto" and uvloop_installed()):
+    return "uvloop" if kind == "uvloop" or (kind == "auto" and uvloop_installed()) else "asyncio"
+
+
+def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """A new event loop of ``kind`` (:func:`resolved`). uvloop runs the same coroutines,
+    callbacks and transports as asyncio's loop, in C: the BookingService's calls cost
+    about a tenth less CPU on it (docs/architecture.md)."""
+    if resolved(kind) == "uvloop":
         import uvloop
 
         return uvloop.new_event_loop()
