@@ -25,7 +25,7 @@ def resolved(kind: str = "auto") -> str:
 def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
     """A new event loop of ``kind`` (:func:`resolved`). uvloop runs the same coroutines,
     callbacks and transports as asyncio's loop, in C: the BookingService's calls cost
-    about a tenth less CPU on it (docs/architecture.md)."""
+    5 to 10 % less CPU on it (docs/architecture.md)."""
     if resolved(kind) == "uvloop":
         import uvloop
 
