@@ -386,7 +386,7 @@ def test_an_awaited_booking_change_reads_the_record_and_runs_its_script(
 
 def test_of_refuses_a_store_without_an_asyncio_twin() -> None:
     client = OwnClient(host="127.0.0.1", port=1, protocol=2)
-    with pytest.raises(ValueError, match="no asyncio client for a OwnClient"):
+    with pytest.raises(ValueError, match="no asyncio twin for a client of class OwnClient"):
         AsyncBroker.of(LeaseBroker(client, BrokerConfig(key_prefix="lbtest-no-twin")))
 
 

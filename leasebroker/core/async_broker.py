@@ -166,7 +166,7 @@ class AsyncBroker:
         twin = async_twin(broker.client)
         if twin is None:
             raise ValueError(
-                f"no asyncio client for a {type(broker.client).__name__}: "
+                f"no asyncio twin for a client of class {type(broker.client).__name__}: "
                 "use the LeaseBroker's own methods"
             )
         return cls(broker, twin)
