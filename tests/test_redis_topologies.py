@@ -165,6 +165,10 @@ def _primary_and_synced_replica(folder: Path) -> tuple[int, int]:
         redis_servers.wait_for(
             lambda: client.info("replication")["master_link_status"] == "up", "the replica"
         )
+    except BaseException:
+        redis_servers.stop(replica)
+        redis_servers.stop(primary)
+        raise
     finally:
         client.close()
     return primary, replica
@@ -210,6 +214,8 @@ def test_a_connection_that_reaches_a_replica_asks_the_sentinels_again(tmp_path: 
 def test_the_asyncio_broker_retries_a_lease_on_the_primary_after_a_replica(
     tmp_path: Path,
 ) -> None:
+    """On the replica the script is loaded (NOSCRIPT) and then refused at its first
+    write (READONLY): the call goes again, on a new connection, to the primary."""
     primary, replica = _primary_and_synced_replica(tmp_path)
     sentinels = StandInSentinels(replica, primary)
     client = redis.Redis(port=primary, protocol=2)
