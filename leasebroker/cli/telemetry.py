@@ -20,7 +20,7 @@ from pythonjsonlogger.json import JsonFormatter
 import leasebroker
 from leasebroker.cli.common import EXIT_USAGE, CliError
 from leasebroker.cli.log_writer import BackgroundStreamHandler
-from leasebroker.cli.options import env
+from leasebroker.cli.options import LOG_LEVELS, bool_arg, env
 from leasebroker.core.connections import observe_pool_waits
 from leasebroker.wire import metrics, tracing
 from leasebroker.wire.access import access_log
@@ -28,14 +28,12 @@ from leasebroker.wire.access import access_log
 log = logging.getLogger("leasebroker")
 
 LOG_FORMATS = ("text", "json")
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
 # With several serve processes on one stderr, each line says whose it is.
 TEXT_FORMAT_PID = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 JSON_FIELDS_PID = JSON_FIELDS + " %(process)d"
-_ON, _OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
 
 
 def utc_time(record: logging.LogRecord) -> str:
@@ -63,13 +61,6 @@ def log_format_arg(text: str) -> str:
     return text.lower()
 
 
-def on_off_arg(text: str) -> bool:
-    word = text.strip().lower()
-    if word in _ON or word in _OFF:
-        return word in _ON
-    raise argparse.ArgumentTypeError(f"not on or off: {text!r}")
-
-
 def metrics_port_arg(text: str) -> int:
     try:
         value = int(text)
@@ -92,7 +83,8 @@ def add_telemetry_options(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--access-log",
-        type=on_off_arg,
+        type=bool_arg,
+        metavar="on|off",
         default=env("ACCESS_LOG", "on"),
         help="one INFO line per RPC: on or off (default: on; env LEASEBROKER_ACCESS_LOG)",
     )
@@ -118,8 +110,8 @@ def configure_logging(
     with the process id when ``pid`` (``name[PID]:``, JSON ``"pid"``). A bad level or
     format is a usage error (exit 2)."""
     level = str(level).upper()
-    if level not in LEVELS:
-        raise CliError(f"--log-level {level!r} is not one of {', '.join(LEVELS)}", EXIT_USAGE)
+    if level not in LOG_LEVELS:
+        raise CliError(f"--log-level {level!r} is not one of {', '.join(LOG_LEVELS)}", EXIT_USAGE)
     if log_format not in LOG_FORMATS:
         raise CliError(f"--log-format {log_format!r} is not text or json", EXIT_USAGE)
     # One thread writes every line; an RPC's access line without the RPC waiting for it.
