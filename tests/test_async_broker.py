@@ -260,9 +260,9 @@ def commands_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     original_call = AsyncPipe.call
     original_execute = redis.asyncio.Redis.execute_command
 
-    async def pipe_call(self: AsyncPipe, *command: Any) -> Any:
+    async def pipe_call(self: AsyncPipe, *command: Any, **options: Any) -> Any:
         sent.append(str(command[0]))
-        return await original_call(self, *command)
+        return await original_call(self, *command, **options)
 
     async def execute(self: Any, *command: Any, **options: Any) -> Any:
         sent.append(str(command[0]))

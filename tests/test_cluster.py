@@ -28,6 +28,7 @@ from support import HOUR_NS, ServeProcess, book, booking_request, grpc_book, grp
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 from leasebroker.core.async_broker import AsyncBroker
 from leasebroker.core.async_cluster import ClusterPipes, routing_key
+from leasebroker.core.async_pipe import AsyncPipe
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.deadline import call_deadline
 from leasebroker.core.errors import BrokerError, Reason
@@ -178,6 +179,38 @@ def test_the_asyncio_broker_on_a_cluster(cluster_broker: LeaseBroker, merchant: 
     assert moved.slot.start_ns == slot.start_ns + HOUR_NS
     assert cancelled.status == "cancelled"
     assert merchant in broker.merchants()
+
+
+def test_an_awaited_create_lease_on_a_cluster_is_one_round_trip(
+    cluster_broker: LeaseBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One EVALSHA to the merchant's primary once the merchant is known (the registry and
+    due index written by an earlier lease), as on a single Redis."""
+    sent: list[tuple[str, int]] = []
+    call = AsyncPipe.call
+
+    async def spied(pipe: AsyncPipe, *command: Any, **options: Any) -> Any:
+        sent.append((str(command[0]), pipe._options["port"]))
+        return await call(pipe, *command, **options)
+
+    monkeypatch.setattr(AsyncPipe, "call", spied)
+    start = time.time_ns() + HOUR_NS
+
+    async def two() -> Any:
+        awaited = AsyncBroker.of(cluster_broker)
+        try:
+            await awaited.create_lease(
+                LeaseRequest(SlotId("trips", "svc", start, 1800 * 10**9), "a")
+            )
+            sent.clear()
+            later = SlotId("trips", "svc", start + HOUR_NS, 1800 * 10**9)
+            return await awaited.create_lease(LeaseRequest(later, "b"))
+        finally:
+            await awaited.close()
+
+    assert run_async(two).fence == 1
+    primary = cluster_broker.client.get_node_from_key(cluster_broker.keys.merchant_root("trips"))
+    assert sent == [("EVALSHA", primary.port)]
 
 
 def test_the_asyncio_broker_loads_scripts_on_the_node_that_lacks_them(
