@@ -6,6 +6,7 @@ given."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -427,3 +428,69 @@ def test_a_client_without_a_twin_is_served_from_handler_threads(
         for key in client.scan_iter(match=f"{key_prefix}*"):
             client.delete(key)
         client.close()
+
+
+# ---------------------------------------------------------------- the sweeper's bookkeeping
+
+BOOKKEEPING = {"SADD", "ZADD"}
+
+
+def failing_bookkeeping(monkeypatch: pytest.MonkeyPatch, client: Any, failing: set[str]) -> None:
+    """From now on the registry and due-index writes (``failing``'s commands) fail as a
+    broken connection would, on the threaded client and on the asyncio path alike."""
+
+    def guard(command: tuple[Any, ...]) -> None:
+        if str(command[0]) in failing:
+            raise redis.exceptions.ConnectionError("the connection broke")
+
+    execute = client.execute_command
+    pipe_call = AsyncPipe.call
+    fake_execute = fakeredis.FakeAsyncRedis.execute_command
+
+    def threaded(*command: Any, **options: Any) -> Any:
+        guard(command)
+        return execute(*command, **options)
+
+    async def piped(self: AsyncPipe, *command: Any, **options: Any) -> Any:
+        guard(command)
+        return await pipe_call(self, *command, **options)
+
+    async def faked(self: Any, *command: Any, **options: Any) -> Any:
+        guard(command)
+        return await fake_execute(self, *command, **options)
+
+    monkeypatch.setattr(client, "execute_command", threaded)
+    monkeypatch.setattr(AsyncPipe, "call", piped)
+    monkeypatch.setattr(fakeredis.FakeAsyncRedis, "execute_command", faked)
+
+
+@pytest.mark.parametrize("driver", ["threaded", "asyncio"])
+def test_a_failed_bookkeeping_write_keeps_the_lease_and_the_next_lease_writes_it(
+    broker: LeaseBroker,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    driver: str,
+) -> None:
+    failing = set(BOOKKEEPING)
+    failing_bookkeeping(monkeypatch, broker.client, failing)
+    awaited = Awaited(broker) if driver == "asyncio" else None
+    ops: Any = awaited or broker
+    far = time.time_ns() // 1_000_000 + 10 * 24 * 3600 * 1000
+    try:
+        with caplog.at_level(logging.WARNING):
+            lease = ops.create_lease(lease_request())
+        assert lease.fence == 1  # granted all the same
+        assert broker.get_lease(lease.lease_id).state == "held"
+        warned = " ".join(r.getMessage() for r in caplog.records)
+        assert "could not register merchant for the expiry sweeper" in warned
+        assert "could not mark a merchant due for the sweeper" in warned
+        assert MERCHANT not in broker.merchants()
+        assert MERCHANT not in dict(broker.due_merchants(far, 10))
+
+        failing.clear()  # the store is back: the next lease writes what the first did not
+        ops.create_lease(lease_request(client_reference="r2", start_ns=START_NS + HOUR_NS))
+        assert MERCHANT in broker.merchants()
+        assert MERCHANT in dict(broker.due_merchants(far, 10))
+    finally:
+        if awaited is not None:
+            awaited.close()

@@ -21,8 +21,9 @@ of core/steps.py, which read the record and run the script), the reading of the 
 (:meth:`~leasebroker.core.leases.LeaseOps.lease_from_reply`, the steps), the error mapping
 (:func:`~leasebroker.core.base.store_error`), the caller's deadline (the script gets it
 on Redis's clock, and the wait for Redis ends at it), the sweeper's registry and due
-index writes, and ``NOSCRIPT`` handling (the script is loaded and its call sent once
-more, as redis-py's script object does).
+index writes after a grant (the steps of ``after_grant_steps``), and ``NOSCRIPT``
+handling (the script is loaded and its call sent once more, as redis-py's script object
+does).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.model import Booking, BookingRequest, Lease, LeaseRequest
 from leasebroker.core.scripts import BoundScript
 from leasebroker.core.sentinel import async_sentinel_twin, close_sentinels
-from leasebroker.core.steps import ReadRecord, RunScript, Steps, T
+from leasebroker.core.steps import Bookkeeping, ReadRecord, RunScript, Steps, T
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ class AsyncBroker:
         keys, args = broker.create_lease_call(request)
         reply = await self._script(RunScript("create_lease", keys, args))
         lease = broker.lease_from_reply(request, reply)
-        await self._after_grant(lease)
+        await self.drive(broker.after_grant_steps(lease))
         return lease
 
     async def create_booking(self, request: BookingRequest) -> Booking:
@@ -204,6 +205,11 @@ class AsyncBroker:
             if isinstance(step, ReadRecord):
                 raw = await self._send("HGETALL", self._run, ("HGETALL", step.key))
                 reply = _record(raw)
+            elif isinstance(step, Bookkeeping):
+                try:
+                    reply = await self._send(str(step.command[0]), self._run, step.command)
+                except BrokerError as error:  # sent in, not raised: the step is best effort
+                    reply = error
             else:
                 reply = await self._script(step)
 
@@ -261,26 +267,6 @@ class AsyncBroker:
             raise BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline passed") from exc
         except redis.exceptions.RedisError as exc:
             raise store_error(exc, name) from exc
-
-    async def _after_grant(self, lease: Lease) -> None:
-        """The sweeper's registry and due index, as the threaded path keeps them: best
-        effort, a failure is logged and only delays the lease's sweep."""
-        broker = self.broker
-        merchant = lease.slot.merchant_id
-        if broker.claim_registration(merchant):
-            key = broker.keys.merchants()
-            try:
-                await self._send("SADD", self._run, ("SADD", key, merchant))
-            except BrokerError as error:
-                broker.forget_registration(merchant)
-                log.warning("could not register merchant for the expiry sweeper: %s", error)
-        if not lease.replayed and broker.claim_mark(merchant, lease.expires_at_ms):
-            due = ("ZADD", broker.keys.due(), "LT", lease.expires_at_ms, merchant)
-            try:
-                await self._send("ZADD", self._run, due)
-            except BrokerError as error:
-                broker.forget_mark(merchant)
-                log.warning("could not mark a merchant due for the sweeper: %s", error)
 
     async def close(self) -> None:
         """Close the connections (in the event loop that used them)."""

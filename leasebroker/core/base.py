@@ -22,7 +22,7 @@ from leasebroker.core.pipelining import Pipeliner
 from leasebroker.core.redis_errors import is_unavailable
 from leasebroker.core.scripts import BoundScript, Scripts
 from leasebroker.core.settings import BrokerConfig
-from leasebroker.core.steps import ReadRecord, Steps, T
+from leasebroker.core.steps import Bookkeeping, ReadRecord, Steps, T
 from leasebroker.core.validation import raise_if_invalid, selection_violations
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,17 @@ class BrokerCore:
                 return done.value
             if isinstance(step, ReadRecord):
                 reply = self._record(step.key)
+            elif isinstance(step, Bookkeeping):
+                reply = self._bookkeep(step.command)
             else:
                 reply = self._call(step.name, step.keys, step.args)
+
+    def _bookkeep(self, command: tuple[Any, ...]) -> Any:
+        """A Bookkeeping step's reply, or the BrokerError it failed with (returned)."""
+        try:
+            return self.client.execute_command(*command)
+        except redis.exceptions.RedisError as exc:
+            return store_error(exc, str(command[0]))
 
     def _record(self, key: str) -> dict[str, bytes]:
         """A record HASH with text field names (empty when the key does not exist)."""

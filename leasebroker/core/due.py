@@ -21,27 +21,36 @@ import time
 
 from leasebroker.core.base import BrokerCore
 from leasebroker.core.errors import BrokerError
+from leasebroker.core.model import Lease
+from leasebroker.core.steps import Bookkeeping, Steps
 
 log = logging.getLogger(__name__)
 
-# How long a process trusts its last write of a merchant's entry (see mark_due).
+# How long a process trusts its last write of a merchant's entry (see after_grant_steps).
 MARK_REUSE_S = 5.0
 
 
 class DueOps(BrokerCore):
     """Keeping the due index."""
 
-    def mark_due(self, merchant_id: str, expires_ms: int) -> None:
-        """Make sure the index has the merchant due at ``expires_ms`` or earlier (best
-        effort: a failure is logged, and only delays the lease's sweep)."""
-        if not self.claim_mark(merchant_id, expires_ms):
-            return
-        key = self.keys.due()
-        try:
-            self._read(lambda: self.client.zadd(key, {merchant_id: expires_ms}, lt=True))
-        except BrokerError as error:
-            self.forget_mark(merchant_id)
-            log.warning("could not mark a merchant due for the sweeper: %s", error)
+    def after_grant_steps(self, lease: Lease) -> Steps[None]:
+        """The sweeper's bookkeeping once ``lease`` is granted (core/steps.py): its
+        merchant in the registry (at most once a minute per process) and, for a new
+        lease, in the due index at its expiry (``ZADD LT``). Best effort: a failed write
+        is logged and forgotten, so that the next lease tries again; it only delays
+        lease.expired events, and never turns a granted lease into an error."""
+        merchant = lease.slot.merchant_id
+        if self.claim_registration(merchant):
+            added = yield Bookkeeping(("SADD", self.keys.merchants(), merchant))
+            if isinstance(added, BrokerError):
+                self.forget_registration(merchant)
+                log.warning("could not register merchant for the expiry sweeper: %s", added)
+        if not lease.replayed and self.claim_mark(merchant, lease.expires_at_ms):
+            due = ("ZADD", self.keys.due(), "LT", lease.expires_at_ms, merchant)
+            marked = yield Bookkeeping(due)
+            if isinstance(marked, BrokerError):
+                self.forget_mark(merchant)
+                log.warning("could not mark a merchant due for the sweeper: %s", marked)
 
     def claim_mark(self, merchant_id: str, expires_ms: int) -> bool:
         """Whether the index entry must be written now (``ZADD LT`` of ``expires_ms``);

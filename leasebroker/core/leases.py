@@ -131,15 +131,8 @@ class LeaseOps(DueOps):
         keys, args = self.create_lease_call(request)
         reply = self._call("create_lease", keys, args)
         lease = self.lease_from_reply(request, reply)
-        # Only once the hold exists: a refused request writes nothing at all. A failed
-        # registration only delays lease.expired events (the next lease retries it),
-        # so it does not turn a granted lease into an error.
-        try:
-            self.register_merchant(lease.slot.merchant_id)
-        except BrokerError as error:
-            log.warning("could not register merchant for the expiry sweeper: %s", error)
-        if not lease.replayed:
-            self.mark_due(lease.slot.merchant_id, lease.expires_at_ms)
+        # Only once the hold exists: a refused request writes nothing at all.
+        self.drive(self.after_grant_steps(lease))
         return lease
 
     def create_lease_call(self, request: LeaseRequest) -> tuple[list[str], list[str | int]]:

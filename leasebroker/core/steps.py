@@ -3,8 +3,10 @@
 An operation that reads a record and then runs a script (CreateBooking, cancel,
 reschedule) is written once, as a generator that yields each step and is sent each
 step's result: :class:`ReadRecord` (the record HASH as a dict of text field names, empty
-when the key does not exist) or :class:`RunScript` (the script's reply, refusals that no
-caller handles already raised). ``BrokerCore.drive`` runs the steps in the caller's
+when the key does not exist), :class:`RunScript` (the script's reply, refusals that no
+caller handles already raised) or :class:`Bookkeeping` (the reply, or the BrokerError the
+write failed with, sent in rather than raised: the sweeper's registry and due index
+after a grant). ``BrokerCore.drive`` runs the steps in the caller's
 thread; ``AsyncBroker`` (core/async_broker.py) awaits them on an event loop. So the
 threaded library and the asyncio front end make the same decisions, from the same code.
 """
@@ -34,5 +36,13 @@ class RunScript:
     args: Sequence[str | bytes | int]
 
 
-Step = ReadRecord | RunScript
+@dataclass(frozen=True)
+class Bookkeeping:
+    """A best-effort write beside the operation (one command): the driver sends back its
+    reply, or the BrokerError it failed with instead of raising it."""
+
+    command: tuple[Any, ...]
+
+
+Step = ReadRecord | RunScript | Bookkeeping
 Steps = Generator[Step, Any, T]
