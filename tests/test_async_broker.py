@@ -423,7 +423,8 @@ def test_a_client_without_a_twin_is_served_from_handler_threads(
         assert reply.lease.lease_id == broker.get_lease(reply.lease.lease_id).lease_id
         [(thread, remaining)] = seen
         assert thread.startswith("rpc")  # a handler thread, not the event loop's
-        assert remaining is not None and 0 < remaining <= 30  # with the call's deadline
+        # With the call's deadline: gRPC sends it as a timeout it may round up a little.
+        assert remaining is not None and 0 < remaining <= 31
     finally:
         for key in client.scan_iter(match=f"{key_prefix}*"):
             client.delete(key)
