@@ -283,9 +283,16 @@ def _set_slot(ports: list[int], slot: int, *how: Any) -> None:
 def empty_slot(cluster_ports: list[int]) -> Iterator[tuple[str, int, int, int]]:
     """A key of a slot that holds no key, its slot, its owner's port and another
     node's port; the slot goes back to its owner afterwards."""
-    key = f"lbcluster:{{moving-{uuid.uuid4().hex}}}"
-    slot = key_slot(key.encode())
-    owner = _owner(cluster_ports, slot)
+    while True:  # a slot none of the other tests has written to (moving it needs that)
+        key = f"lbcluster:{{moving-{uuid.uuid4().hex}}}"
+        slot = key_slot(key.encode())
+        owner = _owner(cluster_ports, slot)
+        node = redis.Redis(port=owner, protocol=2)
+        try:
+            if node.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0:
+                break
+        finally:
+            node.close()
     other = next(port for port in cluster_ports if port != owner)
     ids = _node_ids(cluster_ports)
     try:
