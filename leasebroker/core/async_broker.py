@@ -203,11 +203,11 @@ class AsyncBroker:
             except StopIteration as done:
                 return done.value
             if isinstance(step, ReadRecord):
-                raw = await self._send("HGETALL", self._run, ("HGETALL", step.key))
+                raw = await self._send("HGETALL", ("HGETALL", step.key))
                 reply = _record(raw)
             elif isinstance(step, Bookkeeping):
                 try:
-                    reply = await self._send(str(step.command[0]), self._run, step.command)
+                    reply = await self._send(str(step.command[0]), step.command)
                 except BrokerError as error:  # sent in, not raised: the step is best effort
                     reply = error
             else:
@@ -217,7 +217,7 @@ class AsyncBroker:
         """One script call: its reply, with the refusals no caller handles raised."""
         script = self.broker.scripts[step.name]
         command = script.command(step.keys, step.args)
-        reply = await self._send(step.name, self._run, command, script)
+        reply = await self._send(step.name, command, script)
         return self.broker.checked_reply(step.name, step.args, reply)
 
     async def _run(self, command: Sequence[Any], script: BoundScript | None = None) -> Any:
@@ -251,15 +251,17 @@ class AsyncBroker:
             return await self._pipe.call(*command)
         return await self.client.execute_command(*command)
 
-    async def _send(self, name: str, call: Any, *args: Any) -> Any:
-        """Await ``call(*args)`` within the caller's deadline (or the socket timeout when it
-        has none); Redis failures become the BrokerErrors the threaded path raises."""
+    async def _send(
+        self, name: str, command: Sequence[Any], script: BoundScript | None = None
+    ) -> Any:
+        """:meth:`_run` ``command`` within the caller's deadline (or the socket timeout when
+        it has none); Redis failures become the BrokerErrors the threaded path raises."""
         left = remaining_s()
         if left is not None and left <= 0:
             raise BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline passed")
         try:
             async with asyncio.timeout(self._timeout_s if left is None else left):
-                return await call(*args)
+                return await self._run(command, script)
         except TimeoutError as exc:  # asyncio's
             if left is None:  # no deadline: Redis did not answer within the socket timeout
                 failure = redis.exceptions.TimeoutError("Timeout reading from Redis")
