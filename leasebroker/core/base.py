@@ -261,13 +261,20 @@ class BrokerCore:
         The registry is one SET outside any merchant's hash tag, so scripts cannot
         write it; a missed entry only delays lease.expired events, never a decision.
         """
+        failed = self.drive(self.registration_steps(merchant_id))
+        if failed is not None:
+            raise failed
+
+    def registration_steps(self, merchant_id: str) -> Steps[BrokerError | None]:
+        """:meth:`register_merchant` as steps (core/steps.py), the write best effort: the
+        error it failed with, forgotten so that the next call writes again, or None."""
         if not self.claim_registration(merchant_id):
-            return
-        try:
-            self._read(self.client.sadd, self.keys.merchants(), merchant_id)
-        except BrokerError:
+            return None
+        added = yield Bookkeeping(("SADD", self.keys.merchants(), merchant_id))
+        if isinstance(added, BrokerError):
             self.forget_registration(merchant_id)
-            raise
+            return added
+        return None
 
     def claim_registration(self, merchant_id: str) -> bool:
         """Whether this process should (re-)add the merchant to the registry now; if so,

@@ -40,11 +40,9 @@ class DueOps(BrokerCore):
         is logged and forgotten, so that the next lease tries again; it only delays
         lease.expired events, and never turns a granted lease into an error."""
         merchant = lease.slot.merchant_id
-        if self.claim_registration(merchant):
-            added = yield Bookkeeping(("SADD", self.keys.merchants(), merchant))
-            if isinstance(added, BrokerError):
-                self.forget_registration(merchant)
-                log.warning("could not register merchant for the expiry sweeper: %s", added)
+        failed = yield from self.registration_steps(merchant)
+        if failed is not None:
+            log.warning("could not register merchant for the expiry sweeper: %s", failed)
         if not lease.replayed and self.claim_mark(merchant, lease.expires_at_ms):
             due = ("ZADD", self.keys.due(), "LT", lease.expires_at_ms, merchant)
             marked = yield Bookkeeping(due)
