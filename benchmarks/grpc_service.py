@@ -1,11 +1,13 @@
 """The gRPC measurements: the no-op handler vs CreateLease, CreateBooking and
 UpdateBooking (cancel) through a real `leasebroker serve`, closed loop at each
-concurrency; then p99 latency, paced at half of the maximum CreateLease rate, against
-the no-op's p99 at the same rate; then CreateLease through `serve --processes 2` against
-the one-process serve, both over the same CONNECTIONS connections (the kernel spreads
-connections, not calls, over the processes), alternated, best of ROUNDS each. The
-client is one spawned process; each server is its own process (or processes), and its
-CPU per call comes from /proc."""
+concurrency, with the no-op that awaits one Redis PING before it answers between them
+(what a call that waits for Redis costs the stack, without the broker's work); then
+p99 latency, paced at half of the maximum CreateLease rate, against the no-op's p99 at
+the same rate; then CreateLease through `serve --processes 2` against the one-process
+serve, both over the same CONNECTIONS connections (the kernel spreads connections, not
+calls, over the processes), alternated, best of ROUNDS each. The client is one spawned
+process; each server is its own process (or processes), and its CPU per call comes
+from /proc."""
 
 from __future__ import annotations
 
@@ -66,9 +68,10 @@ def grpc_section(
     load = None
     try:
         procs.append(noop := start_noop(workers, event_loop))
+        procs.append(floor := start_noop(workers, event_loop, await_redis=url))
         procs.append(serve := start_serve(url, prefix, workers, serve_args))
         load = LoadClient()
-        targets = {noop: f"127.0.0.1:{noop.port}", serve: f"127.0.0.1:{serve.port}"}
+        targets = {proc: f"127.0.0.1:{proc.port}" for proc in (noop, floor, serve)}
 
         def measure(proc: Proc, method: str, **options: Any) -> tuple[LoadResult, float]:
             n = next(runs)
@@ -95,6 +98,17 @@ def grpc_section(
                 )
             )
             out[f"noop@{conc}"] = _summary(noop_r, noop_cpu)
+            floor_r, floor_cpu = measure(floor, "CreateLease", **common)
+            rows.append(
+                Row(
+                    f"no-op awaiting one Redis PING, {conc} in flight",
+                    f"{floor_r.rps:,.0f} req/s",
+                    floor_r.rps / noop_r.rps,
+                    "x no-op",
+                    detail=_detail(floor_r, floor_cpu),
+                )
+            )
+            out[f"noop_ping@{conc}"] = _summary(floor_r, floor_cpu)
             inputs: list[str] = []
             for method in ("CreateLease", "CreateBooking", "UpdateBooking"):
                 result, cpu_us = measure(serve, method, inputs=inputs, **common)

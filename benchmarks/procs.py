@@ -103,10 +103,15 @@ def start_serve(
     return proc
 
 
-def start_noop(workers: int, event_loop: str = "auto") -> Proc:
+def start_noop(workers: int, event_loop: str = "auto", await_redis: str | None = None) -> Proc:
+    """benchmarks/noop_server.py; its CreateLease awaits a PING on ``await_redis`` first
+    when given."""
     script = str(Path(__file__).with_name("noop_server.py"))
     cmd = [sys.executable, script, "--port", "0", "--workers", str(workers)]
-    return start_logged([*cmd, "--event-loop", event_loop], LISTENING)
+    cmd += ["--event-loop", event_loop]
+    if await_redis:
+        cmd += ["--await-redis", await_redis]
+    return start_logged(cmd, LISTENING)
 
 
 def free_port() -> int:

@@ -35,8 +35,9 @@ def test_every_measurement_produces_a_number_and_the_table_prints(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(out.read_text())
     grpc = data["grpc"]
-    for name in ("noop@16", "CreateLease@16", "CreateBooking@16", "UpdateBooking@16",
-                 "CreateLease_1_process", "CreateLease_2_processes"):  # fmt: skip
+    for name in ("noop@16", "noop_ping@16", "CreateLease@16", "CreateBooking@16",
+                 "UpdateBooking@16", "CreateLease_1_process",
+                 "CreateLease_2_processes"):  # fmt: skip
         assert grpc[name]["rps"] > 0 and not grpc[name]["errors"], name
     assert grpc["paced_CreateLease"]["p99_ms"] > 0 and grpc["paced_noop"]["p99_ms"] > 0
     for name in ("minimal_redis_benchmark", "library_create_lease",
@@ -48,7 +49,7 @@ def test_every_measurement_produces_a_number_and_the_table_prints(tmp_path):
     for name in ("serve_cores", "redis_calls_per_s", "redis_cores"):
         assert math.isfinite(data["idle"][name]) and data["idle"][name] >= 0
     rows = data["rows"]
-    assert len(rows) == 14  # one concurrency in the smoke profile
+    assert len(rows) == 15  # one concurrency in the smoke profile
     assert all(row["met"] is not None for row in rows if row["target"])
     header = result.stdout.splitlines()[1]
     assert header.split() == ["Measurement", "Value", "Ratio", "Target", "Met"]
