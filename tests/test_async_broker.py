@@ -16,7 +16,10 @@ import fakeredis
 import pytest
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 import redis.asyncio.sentinel
+import redis.backoff
+import redis.retry
 from conftest import real_redis_or_skip
 from support import (
     HOUR_NS,
@@ -173,6 +176,36 @@ def test_a_twin_of_a_url_client_talks_to_the_same_server_and_db() -> None:
         assert options["retry"].get_retries() == 2  # as the threaded client's
     finally:
         store.close()
+
+
+def test_a_twin_keeps_the_application_clients_retries_and_backoff() -> None:
+    backoff = redis.backoff.ConstantBackoff(0.05)
+    client = redis.Redis(host="127.0.0.1", port=6390, retry=redis.retry.Retry(backoff, 5))
+    twin = async_twin(client)
+    retry = pool_of(twin).connection_kwargs["retry"]
+    assert isinstance(retry, redis.asyncio.retry.Retry)
+    assert retry.get_retries() == 5
+    assert isinstance(retry._backoff, redis.backoff.ConstantBackoff)
+    assert retry._backoff.compute(1) == 0.05
+    client.close()
+
+
+class RetryWithoutBackoffAttribute(redis.retry.Retry):
+    """A Retry as a later redis-py might keep it: no ``_backoff`` attribute."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "_backoff":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def test_a_twin_is_made_when_the_retry_hides_its_backoff() -> None:
+    hidden = RetryWithoutBackoffAttribute(redis.backoff.ConstantBackoff(0.05), 4)
+    client = redis.Redis(host="127.0.0.1", port=6390, retry=hidden)
+    retry = pool_of(async_twin(client)).connection_kwargs["retry"]
+    assert retry.get_retries() == 4
+    assert isinstance(retry._backoff, redis.backoff.ExponentialWithJitterBackoff)  # store's
+    client.close()
 
 
 def test_twins_of_tls_and_unix_socket_clients(tmp_path: Any) -> None:

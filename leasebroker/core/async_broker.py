@@ -51,6 +51,7 @@ from leasebroker.core.model import Booking, BookingRequest, Lease, LeaseRequest
 from leasebroker.core.scripts import BoundScript
 from leasebroker.core.sentinel import async_sentinel_twin, close_sentinels
 from leasebroker.core.steps import Bookkeeping, ReadRecord, RunScript, Steps, T
+from leasebroker.core.store import store_backoff
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,14 @@ def _accepted(cls: type) -> set[str]:
 
 
 def _async_retry(sync_retry: Any) -> redis.asyncio.retry.Retry | None:
-    """The same backoff and number of retries on the asyncio side."""
+    """The same retries on the asyncio side, with the same backoff. redis-py has no
+    public getter for a Retry's backoff: where its attribute is missing (a redis-py that
+    renamed it), the broker's own backoff (core/store.py) stands in, rather than the
+    twin failing to be made."""
     if sync_retry is None:
         return None
-    return redis.asyncio.retry.Retry(sync_retry._backoff, sync_retry._retries)
+    backoff = getattr(sync_retry, "_backoff", None) or store_backoff()
+    return redis.asyncio.retry.Retry(backoff, sync_retry.get_retries())
 
 
 def async_twin(client: Any) -> Any | None:

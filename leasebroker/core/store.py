@@ -111,6 +111,15 @@ def embedded_store() -> Store:
     return Store(client, "embedded in-process store (single process, not durable)", True)
 
 
+# How often a command is sent again on a new connection when its connection broke.
+STORE_RETRIES = 2
+
+
+def store_backoff() -> ExponentialWithJitterBackoff:
+    """The wait before each retry: 10 ms, doubling, at most 200 ms, jittered."""
+    return ExponentialWithJitterBackoff(base=0.01, cap=0.2)
+
+
 def connect(
     url: str, *, pool_size: int, cluster: bool = False, tls: RedisTls | None = None
 ) -> Store:
@@ -133,7 +142,7 @@ def connect(
         # Two quick retries of a broken connection, then STORE_UNAVAILABLE: redis-py's
         # default takes seconds, longer than a booking front end should wait. Retrying
         # a script is safe: every operation is idempotent by its reference or id.
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 2),
+        "retry": Retry(store_backoff(), STORE_RETRIES),
     }
     if scheme == "rediss":
         options.update((tls or RedisTls()).options())
