@@ -8,6 +8,7 @@ import itertools
 import random
 import string
 import time
+from datetime import datetime, timezone
 from urllib.parse import quote, unquote
 
 import pytest
@@ -31,7 +32,7 @@ from leasebroker.core.keys import (
 from leasebroker.core.model import InventorySlot, LeaseRequest
 from leasebroker.core.scripts import BoundScript, load_sources
 from leasebroker.core.sweeper import sweep_due
-from leasebroker.core.units import NS_PER_MS, NS_PER_S
+from leasebroker.core.units import NS_PER_MS, NS_PER_S, utc_clock
 
 # Ids chosen to attack the key layout: separators, the hash tag braces, the escape
 # character itself, glob characters, whitespace, already-escaped look-alikes, unicode.
@@ -165,6 +166,28 @@ def test_instant_and_span_texts_never_collide():
     assert format_span(1800 * NS_PER_S) == "1800s"
     assert format_span(1800 * NS_PER_S + 500_000_000) == "1800.5s"
     assert format_instant(1_796_119_200 * NS_PER_S) == "20261201T100000Z"
+
+
+# The seconds of a protobuf Timestamp from the year 1000 (strftime pads a shorter year
+# on some platforms, not on glibc) to 9999-12-31 (UTC).
+TIMESTAMP_SECONDS = st.integers(min_value=-30_610_224_000, max_value=253_402_300_799)
+
+
+@settings(max_examples=2000)
+@given(TIMESTAMP_SECONDS)
+def test_utc_clock_prints_what_strftime_printed(seconds):
+    """Slot key names must not change: the text made without strftime (units.utc_clock)
+    is strftime's, for every second a Timestamp holds from the year 1000 on (slots
+    start in 1970 or later)."""
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    assert utc_clock(seconds, "", "") == moment.strftime("%Y%m%dT%H%M%S")
+    assert utc_clock(seconds) == moment.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_utc_clock_at_the_ends_of_the_timestamp_range():
+    assert utc_clock(-62_135_596_800) == "1-01-01T00:00:00"  # as glibc's %Y: unpadded
+    assert utc_clock(253_402_300_799, "", "") == "99991231T235959"
+    assert format_instant(-1) == "19691231T235959.999999999Z"
 
 
 # ---------------------------------------------------------------- key structure

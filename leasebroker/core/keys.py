@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import quote, unquote
 
-from leasebroker.core.units import NS_PER_S, fraction_text, span_text
+from leasebroker.core.units import NS_PER_S, fraction_text, span_text, utc_clock
 
 DEFAULT_PREFIX = "lb"
 # The field of an inventory HASH that offers nothing: it has no ':', so it can never be
@@ -72,8 +72,7 @@ def encode_component(value: str) -> str:
 def format_instant(epoch_ns: int) -> str:
     """``20261201T100000Z`` (fraction appended only when present): sortable, colon-free."""
     seconds, nanos = divmod(epoch_ns, NS_PER_S)
-    text = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return text + fraction_text(nanos) + "Z"
+    return utc_clock(seconds, "", "") + fraction_text(nanos) + "Z"
 
 
 def format_span(duration_ns: int) -> str:
