@@ -90,6 +90,44 @@ def test_a_call_that_gave_up_leaves_the_connection_to_the_others(server: OwnRedi
     assert with_pipe(server.url, work) == (b"v", b"next")
 
 
+def test_a_call_stops_waiting_at_its_deadline_and_its_late_reply_is_dropped(
+    server: OwnRedis,
+) -> None:
+    async def work(pipe: AsyncPipe) -> tuple[Any, ...]:
+        await pipe.call("SET", "k", "v")  # connected
+        loop = asyncio.get_running_loop()
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await pipe.call("ECHO", "late", deadline=started + 0.2)
+            waited = loop.time() - started
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        # Its reply comes, and is dropped: the next call gets its own.
+        return waited, await pipe.call("GET", "k"), await pipe.call("ECHO", "next")
+
+    waited, got, echoed = with_pipe(server.url, work)
+    assert 0.2 <= waited < 1.0
+    assert (got, echoed) == (b"v", b"next")
+
+
+def test_a_deadline_bounds_the_connecting_too(server: OwnRedis) -> None:
+    async def work(pipe: AsyncPipe) -> float:
+        loop = asyncio.get_running_loop()
+        server.process.send_signal(signal.SIGSTOP)  # accepts, never answers the handshake
+        try:
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await pipe.call("PING", deadline=started + 0.2)
+            return loop.time() - started
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+
+    # A database in the URL: the handshake's SELECT waits for the stopped server.
+    assert 0.2 <= with_pipe(server.url.rsplit("/", 1)[0] + "/3", work) < 1.0
+
+
 def test_a_broken_connection_fails_its_calls_and_the_next_call_reconnects(
     server: OwnRedis,
 ) -> None:

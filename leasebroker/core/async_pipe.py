@@ -17,9 +17,10 @@ what it raises there (``NoScriptError``, ``BusyLoadingError``, ``OutOfMemoryErro
 
 - **Errors.** An error reply is the error of its own call only. A broken connection
   fails every call waiting on it with ``ConnectionError``; the next call connects again.
-- **Time.** A call waits at most its caller's deadline (the caller bounds it), and never
-  longer than the socket timeout: a connection whose oldest call has waited that long is
-  closed, as redis-py gives up on a read after it.
+- **Time.** A call waits at most until its ``deadline`` (one timer on its reply, where
+  ``asyncio.timeout`` around it cost the serving thread more), and never longer than the
+  socket timeout: a connection whose oldest call has waited that long is closed, as
+  redis-py gives up on a read after it.
 - **Sentinel.** For a client of a service behind Sentinel, each new connection goes to
   the primary the sentinels name at that moment, and a ``READONLY`` reply (the server
   was demoted to a replica) closes the connection and fails its call with
@@ -127,6 +128,12 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(error)
 
 
+def _expire(future: asyncio.Future) -> None:
+    """A call's deadline passed before its reply came."""
+    if not future.done():
+        future.set_exception(TimeoutError("the call's deadline passed"))
+
+
 class AsyncPipe:
     """Calls on one pipelined connection to the Redis that ``client`` (a redis-py
     asyncio client of a single node) talks to. Use it on one event loop."""
@@ -160,18 +167,29 @@ class AsyncPipe:
         self._protocol: _Protocol | None = None
         self._connecting = asyncio.Lock()
 
-    async def call(self, *command: Any, asking: bool = False) -> Any:
+    async def call(self, *command: Any, asking: bool = False, deadline: float | None = None) -> Any:
         """Send one command and return its reply (raise its error reply). A call
         cancelled while it waits leaves the connection as it was. ``asking``: send
-        ``ASKING`` right before it (a Redis Cluster's ASK redirection)."""
+        ``ASKING`` right before it (a Redis Cluster's ASK redirection). ``deadline``:
+        the event loop's time (``loop.time()``) at which the call stops waiting,
+        connecting included, and raises TimeoutError; its reply, if it comes later,
+        is dropped as a cancelled call's is."""
         with command_span(command):
             protocol = self._protocol
             if protocol is None or protocol.lost is not None:
-                protocol = await self._connect()
-            return await self._send(protocol, command, asking)
+                if deadline is None:
+                    protocol = await self._connect()
+                else:  # rare (a first call, a lost connection): asyncio's timeout
+                    async with asyncio.timeout_at(deadline):
+                        protocol = await self._connect()
+            return await self._send(protocol, command, asking, deadline)
 
     async def _send(
-        self, protocol: _Protocol, command: tuple[Any, ...], asking: bool = False
+        self,
+        protocol: _Protocol,
+        command: tuple[Any, ...],
+        asking: bool = False,
+        deadline: float | None = None,
     ) -> Any:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
@@ -187,7 +205,12 @@ class AsyncPipe:
             protocol.unsent.append(_ASKING)
         protocol.waiting.append((future, now))
         protocol.unsent.append(hiredis.pack_command(command))
-        reply = await future
+        expiry = None if deadline is None else loop.call_at(deadline, _expire, future)
+        try:
+            reply = await future
+        finally:
+            if expiry is not None:
+                expiry.cancel()
         # An error reply, as the class redis-py gives it (a ResponseError, or one of the
         # ConnectionErrors such as AuthenticationError).
         if isinstance(reply, redis.exceptions.RedisError):
