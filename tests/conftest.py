@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -211,3 +212,12 @@ def root_logging_restored() -> Iterator[None]:
         if handler not in root.handlers:
             root.addHandler(handler)
     root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def switch_interval_restored() -> Iterator[None]:
+    """An in-process ``serve`` shortens the GIL's switch interval; the next test gets
+    Python's again."""
+    interval = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(interval)
