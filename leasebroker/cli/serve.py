@@ -51,7 +51,7 @@ SETTINGS_RELOAD_S = 5.0
 # one event loop thread; the log writer, the sweeper and gRPC's callbacks run in others.
 # At Python's 5 ms, a background thread's turn can hold a call up that long and more.
 # p99 at half load, as benchmarks/run.py measures it (2-core box, 2026-11-28): 1.2x to
-# 2.4x the no-op's in 9 runs with 1 ms, 1.4x to 10.9x in 10 runs with 5 ms; calls/s
+# 2.4x the no-op's in 10 runs with 1 ms, 1.4x to 10.9x in 10 runs with 5 ms; calls/s
 # the same.
 GIL_SWITCH_INTERVAL_S = 0.001
 
