@@ -46,6 +46,21 @@ def free_port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
+def free_port_pairs(count: int) -> list[int]:
+    """``count`` ports for cluster nodes that start only after all are picked: each a
+    :func:`free_port_pair`, and no node's port or bus port the port or bus port of
+    another (p + 10000 may be the next pick's p, since nothing holds it yet)."""
+    ports: list[int] = []
+    taken: set[int] = set()
+    while len(ports) < count:
+        port = free_port_pair()
+        if {port, port + 10000} & taken:
+            continue
+        ports.append(port)
+        taken |= {port, port + 10000}
+    return ports
+
+
 def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

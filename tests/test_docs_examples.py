@@ -834,11 +834,7 @@ def run_cluster_example(block: Block, run: DocRun) -> None:
     import redis_servers
 
     redis_servers.binaries()
-    ports: list[int] = []
-    while len(ports) < 6:
-        port = redis_servers.free_port_pair()
-        if port not in ports:
-            ports.append(port)
+    ports = redis_servers.free_port_pairs(6)
     *setup, serve_line = [line for line in block.text.splitlines() if line.strip()]
     assert serve_line.startswith("leasebroker serve --redis-url redis://127.0.0.1:7101/0")
     # /data becomes a temporary folder, except in the sed pattern that finds the conf's line

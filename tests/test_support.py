@@ -38,3 +38,14 @@ def test_lease_request_puts_each_override_where_it_belongs():
 def test_the_slot_start_is_tomorrow_on_the_hour():
     assert START_NS % (3600 * NS_PER_S) == 0
     assert time.time_ns() + 23 * 3600 * NS_PER_S < START_NS
+
+
+def test_cluster_ports_picked_together_never_take_each_others_bus_ports(monkeypatch):
+    """Node 34191's cluster bus is port 44191: a node picked to listen there would not
+    start (the deploy/README.md cluster example once hung on that)."""
+    import redis_servers
+
+    # 44191 is 34191's bus port, 24191's bus port is 34191, and 34191 is picked already.
+    picks = iter([34191, 44191, 24191, 34191, 50001, 50002, 50003, 50004, 50005])
+    monkeypatch.setattr(redis_servers, "free_port_pair", lambda: next(picks))
+    assert redis_servers.free_port_pairs(6) == [34191, 50001, 50002, 50003, 50004, 50005]
