@@ -255,10 +255,10 @@ class AsyncBroker:
         raise AssertionError("unreachable")
 
     async def _execute(self, key: Any, deadline: float | None, *command: Any) -> Any:
-        """``command`` on the pipe (until ``deadline``), the cluster node that serves
-        ``key``, or the client."""
+        """``command`` on the pipe or the cluster node that serves ``key`` (either until
+        ``deadline``), or the client."""
         if self._cluster is not None:
-            return await self._cluster.call(key, *command)
+            return await self._cluster.call(key, *command, deadline=deadline)
         if self._pipe is not None:
             return await self._pipe.call(*command, deadline=deadline)
         return await self.client.execute_command(*command)
@@ -273,13 +273,13 @@ class AsyncBroker:
             raise BrokerError(Reason.DEADLINE_EXCEEDED, "the call's deadline passed")
         budget = self._timeout_s if left is None else left
         try:
-            if self._pipe is not None:
-                # The pipe times each reply itself: one timer per call, where
+            if self._pipe is not None or self._cluster is not None:
+                # The pipes time each reply themselves: one timer per call, where
                 # asyncio.timeout cost the serving thread ~16 us more per call
                 # (docs/architecture.md).
                 deadline = asyncio.get_running_loop().time() + budget
                 return await self._run(command, script, deadline)
-            async with asyncio.timeout(budget):
+            async with asyncio.timeout(budget):  # the embedded store's asyncio client
                 return await self._run(command, script)
         except TimeoutError as exc:  # the builtin one, which asyncio's is
             if left is None:  # no deadline: Redis did not answer within the socket timeout

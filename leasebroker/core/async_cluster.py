@@ -72,9 +72,10 @@ class ClusterPipes:
         self._pipes: dict[str, AsyncPipe] = {}
         self._refreshing: asyncio.Future | None = None
 
-    async def call(self, key: Any, *command: Any) -> Any:
+    async def call(self, key: Any, *command: Any, deadline: float | None = None) -> Any:
         """Send ``command`` to the primary that serves ``key`` and return its reply
-        (raise its error reply)."""
+        (raise its error reply). ``deadline``: as for :meth:`AsyncPipe.call`, for the
+        whole call, re-reading the slot map included."""
         if key is None:
             raise ValueError(f"no key routes {command[0]!r} on a Redis Cluster")
         manager = self.cluster.nodes_manager
@@ -82,19 +83,20 @@ class ClusterPipes:
         try:
             node = manager.get_node_from_slot(slot)
         except redis.exceptions.SlotNotCoveredError as exc:  # not a RedisError
-            await self.refresh()
+            await self.refresh(deadline)
             raise redis.exceptions.ClusterDownError(f"no node serves slot {slot}") from exc
         host, port, asking = node.host, node.port, False
         for _ in range(MAX_REDIRECTIONS):
             try:
-                return await self._pipe(host, port).call(*command, asking=asking)
+                pipe = self._pipe(host, port)
+                return await pipe.call(*command, asking=asking, deadline=deadline)
             except redis.exceptions.MovedError as moved:
                 manager.move_slot(moved)
                 host, port, asking = moved.host, moved.port, False
             except redis.exceptions.AskError as ask:
                 host, port, asking = ask.host, ask.port, True
             except (redis.exceptions.ConnectionError, redis.exceptions.ClusterDownError):
-                await self.refresh()
+                await self.refresh(deadline)
                 raise
         raise redis.exceptions.ClusterDownError(
             f"slot {slot} was redirected {MAX_REDIRECTIONS} times in a row"
@@ -108,15 +110,17 @@ class ClusterPipes:
             pipe = self._pipes[name] = AsyncPipe.to_node(options, tls=self._tls)
         return pipe
 
-    async def refresh(self) -> None:
+    async def refresh(self, deadline: float | None = None) -> None:
         """Read the slot map from the cluster again: once for all the calls that ask
         while it is read. A failure leaves the map as it was (the caller's error says
-        enough)."""
+        enough). ``deadline`` (loop time): this caller stops waiting then (TimeoutError);
+        the reading goes on for the others."""
         if self._refreshing is None:
             loop = asyncio.get_running_loop()
             self._refreshing = loop.run_in_executor(None, self._read_slot_map)
             self._refreshing.add_done_callback(self._refreshed)
-        await asyncio.shield(self._refreshing)
+        async with asyncio.timeout_at(deadline):
+            await asyncio.shield(self._refreshing)
 
     def _refreshed(self, _done: asyncio.Future) -> None:
         self._refreshing = None
