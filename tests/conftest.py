@@ -27,6 +27,7 @@ from support import REAL_REDIS_URL, Clock, stored_keys
 from leasebroker.api.v0 import booking_service_pb2_grpc as pb_grpc
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.settings import BrokerConfig
+from leasebroker.wire import access
 from leasebroker.wire.server import start_server
 
 BACKENDS = ["fake", "real"]
@@ -200,7 +201,8 @@ def no_leasebroker_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def root_logging_restored() -> Iterator[None]:
     """Whatever a test's in-process ``serve`` does to the root logger is undone: its
-    handler writes to this test's captured stderr, which pytest closes afterwards."""
+    handler writes to this test's captured stderr, which pytest closes afterwards, and
+    it no longer takes the access lines."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
@@ -212,6 +214,7 @@ def root_logging_restored() -> Iterator[None]:
         if handler not in root.handlers:
             root.addHandler(handler)
     root.setLevel(level)
+    access.set_access_sink(None)  # serve's handler took the access lines: no more
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,12 @@ as few ``write`` calls as whole lines of at most :data:`MAX_WRITE_BYTES` allow.
 
 What is written is the same, line for line, in the same order. Each record (its time,
 thread and process) is made by the thread that logs, and its message is fixed there, as
-:class:`logging.handlers.QueueHandler` fixes it. Every line goes through the one queue,
+:class:`logging.handlers.QueueHandler` fixes it. The access log goes further: ``serve``
+makes this handler the access sink (``wire.access.set_access_sink``), so a serving
+thread queues only an access line's values, with its time and thread, and the writer
+formats them; when the access logger's records would reach other handlers too (a
+handler added to it or to the root, a filter), the writer makes the record and hands
+it to the logging set-up instead. Every line goes through the one queue,
 and a line of any other logger (start-up, warnings, errors: few) is written before the
 call that logs it returns, so it also keeps its place among what its thread writes to
 stderr itself. :meth:`~BackgroundStreamHandler.flush` returns once everything logged
@@ -28,6 +33,8 @@ import threading
 import weakref
 from collections.abc import Iterable
 from typing import IO, Any
+
+from leasebroker.wire.access import AccessLine, access_log
 
 # The most one write carries (whole lines; a longer line goes alone): a pipe's atomic
 # write size, so the lines of several processes sharing one stderr never cut into each
@@ -85,14 +92,22 @@ class BackgroundStreamHandler(logging.StreamHandler):
         fixed = object.__new__(type(record))
         fixed.__dict__.update(record.__dict__)
         fixed.msg, fixed.args = message, None
-        if record.name in self.background and self._queue.qsize() < MAX_QUEUED:
-            self._queue.put(fixed)
+        self._put(fixed, background=record.name in self.background)
+
+    def take_access(self, line: AccessLine) -> None:
+        """The access sink (``set_access_sink``): queue the line's values, as a background
+        line; the writer thread formats them (see :meth:`_is_sole_destination`)."""
+        self._put(line, background=True)
+
+    def _put(self, item: logging.LogRecord | AccessLine, background: bool) -> None:
+        if sys.is_finalizing() or threading.current_thread() is self._writer:
+            self._write([item])  # no writer thread to wait for
+        elif background and self._queue.qsize() < MAX_QUEUED:
+            self._queue.put(item)
             if self._writer is None:
                 self._start()
-        elif sys.is_finalizing() or threading.current_thread() is self._writer:
-            self._write([fixed])  # no writer thread to wait for
         else:
-            self._queue.put(fixed)
+            self._queue.put(item)
             self._wait()
 
     def flush(self) -> None:
@@ -131,18 +146,27 @@ class BackgroundStreamHandler(logging.StreamHandler):
     def _write(self, items: list[Any]) -> None:
         """Write the records' lines in order; set each event after the lines before it."""
         lines: list[str] = []
-        records: list[logging.LogRecord] = []
+        records: list[logging.LogRecord | AccessLine] = []
         size = 0
+        sole: bool | None = None  # whether access lines come to this handler only
         for item in items:
             if isinstance(item, threading.Event):
                 self._send(lines, records)
                 lines, records, size = [], [], 0
                 item.set()
                 continue
+            if isinstance(item, AccessLine):
+                if sole is None:
+                    sole = self._is_sole_destination()
+                if not sole:  # the logging set-up delivers it, as its record is delivered
+                    self._send(lines, records)
+                    lines, records, size = [], [], 0
+                    access_log.handle(item.record())
+                    continue
             try:
-                line = self.format(item) + self.terminator
+                line = self._format_item(item) + self.terminator
             except Exception:
-                self.handleError(item)
+                self.handleError(_as_record(item))
                 continue
             length = len(line) if line.isascii() else len(line.encode("utf-8", "replace"))
             if lines and size + length > MAX_WRITE_BYTES:
@@ -153,14 +177,49 @@ class BackgroundStreamHandler(logging.StreamHandler):
             size += length
         self._send(lines, records)
 
-    def _send(self, lines: list[str], records: list[logging.LogRecord]) -> None:
+    def _format_item(self, item: logging.LogRecord | AccessLine) -> str:
+        """A record's line, or an access line's: straight from its values when the
+        formatter can (``format_access``), else from its record."""
+        if isinstance(item, AccessLine):
+            direct = getattr(self.formatter, "format_access", None)
+            text = direct(item) if direct is not None else None
+            if text is not None:
+                return text
+            item = item.record()
+        return self.format(item)
+
+    def _is_sole_destination(self) -> bool:
+        """Whether an access record would come to this handler and to no other handler
+        (it propagates only to here, nothing filters it, no level stops it), so that its
+        line can be written here without the record ever being made."""
+        if access_log.disabled or access_log.filters or self.filters:
+            return False
+        if self.level > logging.INFO:
+            return False
+        found = False
+        logger: logging.Logger | None = access_log
+        while logger is not None:
+            for handler in logger.handlers:
+                if handler is not self:
+                    return False
+                found = True
+            if not logger.propagate:
+                break
+            logger = logger.parent
+        return found
+
+    def _send(self, lines: list[str], records: list[logging.LogRecord | AccessLine]) -> None:
         if not lines:
             return
         try:
             self.stream.write("".join(lines))
             self.stream.flush()
         except Exception:
-            self.handleError(records[0])
+            self.handleError(_as_record(records[0]))
+
+
+def _as_record(item: logging.LogRecord | AccessLine) -> logging.LogRecord:
+    return item.record() if isinstance(item, AccessLine) else item
 
 
 def _after_fork_in_child() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,36 +24,79 @@ from leasebroker.cli.log_writer import BackgroundStreamHandler
 from leasebroker.cli.options import LOG_LEVELS, bool_arg, env
 from leasebroker.core.connections import observe_pool_waits
 from leasebroker.wire import metrics, tracing
-from leasebroker.wire.access import access_log
+from leasebroker.wire.access import AccessLine, access_log, set_access_sink
 
 log = logging.getLogger("leasebroker")
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# A JSON line's first fields, in order, and their names there.
+JSON_FIELDS = ("asctime", "levelname", "name", "message")
 JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
 # With several serve processes on one stderr, each line says whose it is.
 TEXT_FORMAT_PID = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
-JSON_FIELDS_PID = JSON_FIELDS + " %(process)d"
+JSON_FIELDS_PID = (*JSON_FIELDS, "process")
 
 
 def utc_time(record: logging.LogRecord) -> str:
     """``2026-12-01T10:00:00.123Z``: UTC, to the millisecond, with the zone."""
-    moment = datetime.fromtimestamp(record.created, timezone.utc)
+    return utc_text(record.created)
+
+
+def utc_text(created: float) -> str:
+    """:func:`utc_time` of a ``time.time()``."""
+    moment = datetime.fromtimestamp(created, timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def access_values(line: AccessLine) -> dict[str, Any]:
+    """What a format string may name of an access line, with the values its record has."""
+    return {
+        "asctime": utc_text(line.created),
+        "levelname": logging.getLevelName(logging.INFO),
+        "name": access_log.name,
+        "message": line.message,
+        "process": os.getpid(),
+    }
+
+
 class TextFormatter(logging.Formatter):
+    def __init__(self, fmt: str = TEXT_FORMAT) -> None:
+        super().__init__(fmt)
+        self.line_format = fmt
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return utc_time(record)
+
+    def format_access(self, line: AccessLine) -> str | None:
+        """The access line's text, as :meth:`format` would make it of its record
+        (None: the format names something else of the record; format that)."""
+        try:
+            return self.line_format % access_values(line)
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 class JsonLineFormatter(JsonFormatter):
-    """One JSON object per line: time, level, logger, message, and the record's extras
-    (an access line's service, method, code, reason, duration_ms and ids)."""
+    """One JSON object per line: time, level, logger, message (and the process id with
+    ``pid``), and the record's extras (an access line's service, method, code, reason,
+    duration_ms and ids)."""
+
+    def __init__(self, *, pid: bool = False) -> None:
+        self.fields = JSON_FIELDS_PID if pid else JSON_FIELDS
+        fmt = " ".join(f"%({field})s" for field in self.fields)
+        super().__init__(fmt, rename_fields=JSON_NAMES)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return utc_time(record)
+
+    def format_access(self, line: AccessLine) -> str:
+        """The access line's JSON, as :meth:`format` would make it of its record: the
+        fields in their order, renamed, then the record's extras."""
+        values = access_values(line)
+        data = {JSON_NAMES.get(field, field): values[field] for field in self.fields}
+        data.update(line.extra)
+        return self.serialize_log_record(self.process_log_record(data))
 
 
 def log_format_arg(text: str) -> str:
@@ -119,8 +163,7 @@ def configure_logging(
         stream if stream is not None else sys.stderr, background=(access_log.name,)
     )
     if log_format == "json":
-        fields = JSON_FIELDS_PID if pid else JSON_FIELDS
-        handler.setFormatter(JsonLineFormatter(fields, rename_fields=JSON_NAMES))
+        handler.setFormatter(JsonLineFormatter(pid=pid))
     else:
         handler.setFormatter(TextFormatter(TEXT_FORMAT_PID if pid else TEXT_FORMAT))
     root = logging.getLogger()
@@ -128,6 +171,8 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # The serving threads hand the writer only an access line's values.
+    set_access_sink(handler.take_access)
 
 
 def store_kind(args: argparse.Namespace) -> str:
