@@ -2,7 +2,8 @@
 
 - the minimal hold script (TIME, ZREMRANGEBYSCORE, ZCARD, ZADD, HSET, two PEXPIREATs)
   under ``redis-benchmark -P 16`` (EVALSHA after SCRIPT LOAD): requests/s and Redis CPU
-  per call;
+  per call; and the create_lease script driven the same way, which is what its cost
+  against the minimal one is read from;
 - ``LeaseBroker.create_lease`` from many threads (the library path): requests/s and the
   create_lease script's Redis CPU per call; and requests/s without auto-pipelining.
 
@@ -66,10 +67,55 @@ def _per_call(before: tuple[int, float], after: tuple[int, float]) -> float:
 
 def redis_benchmark(client: Any, url: str, prefix: str, requests: int) -> Throughput:
     """The minimal hold script under redis-benchmark -P 16 (16 connections)."""
+    sha = client.script_load(MINIMAL_HOLD)
+    keys = [f"{prefix}:slot:{RANDOM}", f"{prefix}:hold:{RANDOM}"]
+    return _evalsha_benchmark(client, url, sha, keys, ["1000000", "120000", RANDOM], requests)
+
+
+# create_lease's KEYS and ARGV that name what is new on each call (KEYS header of
+# lua/create_lease-7.lua): the slot's occupancy set, the client reference, the lease
+# record; the lease id and the slot's name.
+CREATE_LEASE_FRESH_KEYS = (0, 2, 3)
+CREATE_LEASE_FRESH_ARGS = (0, 2)
+
+
+def create_lease_benchmark(client: Any, url: str, prefix: str, requests: int) -> Throughput:
+    """The create_lease script under redis-benchmark -P 16, driven exactly as the minimal
+    one: a real call's keys and arguments (LeaseBroker.create_lease_call), with a fresh
+    slot, client reference, record and lease id on each call. All calls are one
+    merchant's: its lease index, fences and event stream grow over the run, as a busy
+    merchant's do. (Calls of merchants new to Redis each cost more: each creates those
+    three keys too.)"""
+    from leasebroker.core.broker import LeaseBroker
+    from leasebroker.core.keys import SlotId
+    from leasebroker.core.model import LeaseRequest
+    from leasebroker.core.settings import BrokerConfig
+
+    broker = LeaseBroker(client, BrokerConfig(key_prefix=prefix))
+    start = time.time_ns() + 24 * 3600 * 10**9
+    keys, args = broker.create_lease_call(
+        LeaseRequest(SlotId("rb", "svc", start, 1800 * 10**9), "r")
+    )
+    script = broker.scripts["create_lease"]
+    sha = client.script_load(script.text)
+    keys = [k + RANDOM if i in CREATE_LEASE_FRESH_KEYS else k for i, k in enumerate(keys)]
+    texts = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+    texts = [a + RANDOM if i in CREATE_LEASE_FRESH_ARGS else a for i, a in enumerate(texts)]
+    return _evalsha_benchmark(client, url, sha, keys, texts, requests)
+
+
+# redis-benchmark puts a new random number (of -r's range) in place of each of these.
+RANDOM = "__rand_int__"
+
+
+def _evalsha_benchmark(
+    client: Any, url: str, sha: str, keys: list[str], args: list[str], requests: int
+) -> Throughput:
+    """``EVALSHA sha`` with ``keys`` and ``args`` under redis-benchmark -P 16 (16
+    connections): requests/s, and Redis CPU per call from INFO commandstats."""
     binary = shutil.which("redis-benchmark")
     if binary is None:
         raise RuntimeError("redis-benchmark not found (Debian: apt-get install redis-tools)")
-    sha = client.script_load(MINIMAL_HOLD)
     parts = urlsplit(url)
     db = (parts.path or "/0").strip("/") or "0"
     cmd = [binary, "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 6379)]
@@ -78,8 +124,7 @@ def redis_benchmark(client: Any, url: str, prefix: str, requests: int) -> Throug
         if parts.username:
             cmd += ["--user", parts.username]
     cmd += ["--dbnum", db, "-c", "16", "-P", "16", "-n", str(requests), "-r", "100000000"]
-    cmd += ["--csv", "EVALSHA", sha, "2", f"{prefix}:slot:__rand_int__"]
-    cmd += [f"{prefix}:hold:__rand_int__", "1000000", "120000", "__rand_int__"]
+    cmd += ["--csv", "EVALSHA", sha, str(len(keys)), *keys, *args]
     before = evalsha_stats(client)
     started = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout

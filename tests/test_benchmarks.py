@@ -40,9 +40,9 @@ def test_every_measurement_produces_a_number_and_the_table_prints(tmp_path):
                  "CreateLease_2_processes"):  # fmt: skip
         assert grpc[name]["rps"] > 0 and not grpc[name]["errors"], name
     assert grpc["paced_CreateLease"]["p99_ms"] > 0 and grpc["paced_noop"]["p99_ms"] > 0
-    for name in ("minimal_redis_benchmark", "library_create_lease",
-                 "library_create_lease_unpipelined", "library_create_lease_asyncio",
-                 "minimal_from_threads"):  # fmt: skip
+    for name in ("minimal_redis_benchmark", "create_lease_redis_benchmark",
+                 "library_create_lease", "library_create_lease_unpipelined",
+                 "library_create_lease_asyncio", "minimal_from_threads"):  # fmt: skip
         assert data["redis"][name]["rps"] > 0 and data["redis"][name]["usec_per_call"] > 0
     assert data["memory"]["bytes_per_lease"] > 0
     assert data["memory"]["by_kind"]
