@@ -65,6 +65,10 @@ def _per_call(before: tuple[int, float], after: tuple[int, float]) -> float:
     return (after[1] - before[1]) / calls if calls else float("nan")
 
 
+# redis-benchmark puts a new random number (of -r's range) in place of each of these.
+RANDOM = "__rand_int__"
+
+
 def redis_benchmark(client: Any, url: str, prefix: str, requests: int) -> Throughput:
     """The minimal hold script under redis-benchmark -P 16 (16 connections)."""
     sha = client.script_load(MINIMAL_HOLD)
@@ -98,14 +102,18 @@ def create_lease_benchmark(client: Any, url: str, prefix: str, requests: int) ->
     )
     script = broker.scripts["create_lease"]
     sha = client.script_load(script.text)
+    index = keys[5]
+    granted = client.zcard(index)
     keys = [k + RANDOM if i in CREATE_LEASE_FRESH_KEYS else k for i, k in enumerate(keys)]
     texts = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
     texts = [a + RANDOM if i in CREATE_LEASE_FRESH_ARGS else a for i, a in enumerate(texts)]
-    return _evalsha_benchmark(client, url, sha, keys, texts, requests)
-
-
-# redis-benchmark puts a new random number (of -r's range) in place of each of these.
-RANDOM = "__rand_int__"
+    result = _evalsha_benchmark(client, url, sha, keys, texts, requests)
+    # Each call must have granted a lease (a refusal is far cheaper): the merchant's
+    # lease index grew by all of them, but for the few random numbers drawn twice.
+    granted = client.zcard(index) - granted
+    if granted < 0.9 * requests:
+        raise RuntimeError(f"create_lease under redis-benchmark granted {granted} of {requests}")
+    return result
 
 
 def _evalsha_benchmark(
