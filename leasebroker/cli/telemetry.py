@@ -38,13 +38,9 @@ TEXT_FORMAT_PID = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 JSON_FIELDS_PID = (*JSON_FIELDS, "process")
 
 
-def utc_time(record: logging.LogRecord) -> str:
-    """``2026-12-01T10:00:00.123Z``: UTC, to the millisecond, with the zone."""
-    return utc_text(record.created)
-
-
-def utc_text(created: float) -> str:
-    """:func:`utc_time` of a ``time.time()``."""
+def log_time(created: float) -> str:
+    """A log line's time (a record's ``created``, a ``time.time()``):
+    ``2026-12-01T10:00:00.123Z``, UTC, to the millisecond, with the zone."""
     moment = datetime.fromtimestamp(created, timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -52,7 +48,7 @@ def utc_text(created: float) -> str:
 def access_values(line: AccessLine) -> dict[str, Any]:
     """What a format string may name of an access line, with the values its record has."""
     return {
-        "asctime": utc_text(line.created),
+        "asctime": log_time(line.created),
         "levelname": logging.getLevelName(logging.INFO),
         "name": access_log.name,
         "message": line.message,
@@ -66,7 +62,7 @@ class TextFormatter(logging.Formatter):
         self.line_format = fmt
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return utc_time(record)
+        return log_time(record.created)
 
     def format_access(self, line: AccessLine) -> str | None:
         """The access line's text, as :meth:`format` would make it of its record
@@ -88,7 +84,7 @@ class JsonLineFormatter(JsonFormatter):
         super().__init__(fmt, rename_fields=JSON_NAMES)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return utc_time(record)
+        return log_time(record.created)
 
     def format_access(self, line: AccessLine) -> str:
         """The access line's JSON, as :meth:`format` would make it of its record: the
