@@ -96,13 +96,13 @@ def create_lease_benchmark(client: Any, url: str, prefix: str, requests: int) ->
     from leasebroker.core.settings import BrokerConfig
 
     broker = LeaseBroker(client, BrokerConfig(key_prefix=prefix))
+    merchant = "rb"
     start = time.time_ns() + 24 * 3600 * 10**9
     keys, args = broker.create_lease_call(
-        LeaseRequest(SlotId("rb", "svc", start, 1800 * 10**9), "r")
+        LeaseRequest(SlotId(merchant, "svc", start, 1800 * 10**9), "r")
     )
-    script = broker.scripts["create_lease"]
-    sha = client.script_load(script.text)
-    index = keys[5]
+    sha = client.script_load(broker.scripts["create_lease"].text)
+    index = broker.keys.lease_index(merchant)
     granted = client.zcard(index)
     keys = [k + RANDOM if i in CREATE_LEASE_FRESH_KEYS else k for i, k in enumerate(keys)]
     texts = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
