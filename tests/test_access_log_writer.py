@@ -125,14 +125,20 @@ def test_metrics_count_each_rpc_once_per_call() -> None:
     assert samples() == tuple(b + 3 for b in before)
 
 
+class Kept(logging.Handler):
+    """A handler that keeps every record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def test_the_access_record_is_what_access_log_info_made() -> None:
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    keep = Keep()
+    keep = Kept()
+    records = keep.records
     access.access_log.addHandler(keep)
     old_level = access.access_log.level
     access.access_log.setLevel(logging.INFO)
@@ -517,13 +523,8 @@ def test_access_records_still_reach_every_handler_and_filter_in_order() -> None:
     buffer = io.StringIO()
     configure_logging("INFO", "text", buffer)
     handler = logging.getLogger().handlers[-1]
-    kept: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            kept.append(record)
-
-    keep = Keep()
+    keep = Kept()
+    kept = keep.records
     old_level = access.access_log.level
     access.access_log.addHandler(keep)
     access.access_log.setLevel(logging.INFO)
