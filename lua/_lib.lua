@@ -11,11 +11,16 @@ end
 -- Append one event to a merchant's stream, trimming (approximately: whole macro nodes)
 -- the entries older than retention ms, so a stream is bounded by time, not by a
 -- count that would hold days of a quiet merchant and minutes of a busy one.
--- now: the script's reading of Redis's clock (one TIME call per script); fields:
--- flat list name, value, ...
+-- A retention of 0 means the streams are off: nothing is appended. Returns whether
+-- it wrote. now: the script's reading of Redis's clock (one TIME call per script);
+-- fields: flat list name, value, ...
 local function emit(stream, retention, now, kind, fields)
-  local oldest = math.max(0, now - tonumber(retention))
-  redis.call('XADD', stream, 'MINID', '~', oldest, '*', 'type', kind, unpack(fields))
+  local keep = tonumber(retention)
+  if keep == 0 then
+    return false
+  end
+  redis.call('XADD', stream, 'MINID', '~', math.max(0, now - keep), '*', 'type', kind, unpack(fields))
+  return true
 end
 
 -- Keep an occupancy ZSET alive exactly as long as its longest-lived member.

@@ -5,7 +5,7 @@
 -- KEYS[3]  events           STREAM  the merchant's event stream
 --
 -- ARGV[1]  booking id
--- ARGV[2]  event retention, ms: older entries are trimmed (approximately)
+-- ARGV[2]  event retention, ms: older entries are trimmed (approximately); 0: no event
 -- ARGV[3]  the caller's deadline, ms on Redis's clock, or "" for none
 --
 -- Returns {OUTCOME.OK, now_ms}          cancelled now (its updated_ms)

@@ -15,7 +15,7 @@
 -- ARGV[5]  default capacity for merchants without inventory
 -- ARGV[6]  expected fencing token, or "" to skip the check
 -- ARGV[7]  record retention after the lease ended, ms
--- ARGV[8]  event retention, ms: older entries are trimmed (approximately)
+-- ARGV[8]  event retention, ms: older entries are trimmed (approximately); 0: no event
 -- ARGV[9]  slot start, ns since the epoch (stored as text)
 -- ARGV[10] slot duration, ns (stored as text)
 -- ARGV[11] the caller's deadline, ms on Redis's clock, or "" for none

@@ -18,7 +18,7 @@
 -- ARGV[8]  maximum hold, ms
 -- ARGV[9]  client reference (stored in the record as it is)
 -- ARGV[10] record retention after expiry, ms (for inspection and the sweeper)
--- ARGV[11] event retention, ms: older entries are trimmed (approximately)
+-- ARGV[11] event retention, ms: older entries are trimmed (approximately); 0: no event
 -- ARGV[12] the caller's deadline, ms on Redis's clock, or "" for none
 -- ARGV[13] the service marker field of the slot's service (in the inventory HASH)
 -- ARGV[14] the "nothing offered" marker field of a withdrawn merchant

@@ -11,7 +11,7 @@
 -- ARGV[3]  maximum hold, ms (counted from the lease's creation)
 -- ARGV[4]  expected fencing token, or "" to skip the check
 -- ARGV[5]  record retention after the lease ended, ms
--- ARGV[6]  event retention, ms: older entries are trimmed (approximately)
+-- ARGV[6]  event retention, ms: older entries are trimmed (approximately); 0: no event
 --
 -- Returns {OUTCOME.OK, expires_ms}           new expiry (the bounds may cap it)
 --         {OUTCOME.LEASE_NOT_FOUND}          no such lease (or not this slot)

@@ -8,7 +8,7 @@
 --
 -- ARGV[1]  lease id
 -- ARGV[2]  record retention after the lease ended, ms
--- ARGV[3]  event retention, ms: older entries are trimmed (approximately)
+-- ARGV[3]  event retention, ms: older entries are trimmed (approximately); 0: no event
 --
 -- Returns {OUTCOME.OK}                      released now
 --         {OUTCOME.UNCHANGED}               already released, or already expired

@@ -3,7 +3,7 @@
 -- KEYS[1]  inventory   HASH    slot field -> capacity, and one marker field per service
 -- KEYS[2]  events      STREAM  the merchant's event stream
 --
--- ARGV[1]  event retention, ms: older entries are trimmed (approximately)
+-- ARGV[1]  event retention, ms: older entries are trimmed (approximately); 0: no event
 -- ARGV[2]  the "nothing offered" marker field, written when no slot is given
 -- ARGV[3]  the feed's generation_timestamp (kept in the field ~generation), or ""
 -- ARGV[4]  n, the number of slots
@@ -46,9 +46,12 @@ if ARGV[3] ~= '' and loaded and loaded > tonumber(ARGV[3]) then
 end
 
 local now = now_ms()
--- The event goes first: XADD is a write that may grow memory, so under maxmemory
--- (noeviction) Redis refuses the script there, before the old inventory is gone.
-emit(KEYS[2], ARGV[1], now, 'inventory.loaded', {'slots', slots, 'at_ms', now})
+-- The first write must be one that may grow memory: under maxmemory (noeviction) Redis
+-- refuses the script there, before the old inventory is gone. That is the event, or,
+-- with the streams off, a scratch field that the DEL drops again.
+if not emit(KEYS[2], ARGV[1], now, 'inventory.loaded', {'slots', slots, 'at_ms', now}) then
+  redis.call('HSET', KEYS[1], '~replacing', 1)
+end
 redis.call('DEL', KEYS[1])
 if slots == 0 then
   redis.call('HSET', KEYS[1], ARGV[2], 0)

@@ -15,7 +15,7 @@
 -- ARGV[4]  new slot start, ns (stored as text)
 -- ARGV[5]  new slot duration, ns (stored as text)
 -- ARGV[6]  default capacity for merchants without inventory (0: such slots are not offered)
--- ARGV[7]  event retention, ms: older entries are trimmed (approximately)
+-- ARGV[7]  event retention, ms: older entries are trimmed (approximately); 0: no event
 -- ARGV[8]  the caller's deadline, ms on Redis's clock, or "" for none
 --
 -- Returns {OUTCOME.OK, fence, now_ms}   moved; fence is the new slot's token for it

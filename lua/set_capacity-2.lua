@@ -5,7 +5,7 @@
 --
 -- ARGV[1]  slot field
 -- ARGV[2]  capacity (0 or more)
--- ARGV[3]  event retention, ms: older entries are trimmed (approximately)
+-- ARGV[3]  event retention, ms: older entries are trimmed (approximately); 0: no event
 -- ARGV[4]  the service marker field of the slot's service (the service becomes known)
 --
 -- Returns {OUTCOME.OK, previous capacity or -1 when the slot was not listed}

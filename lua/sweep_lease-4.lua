@@ -7,7 +7,7 @@
 -- KEYS[4]  events           STREAM  the merchant's event stream
 --
 -- ARGV[1]  lease id
--- ARGV[2]  event retention, ms: older entries are trimmed (approximately)
+-- ARGV[2]  event retention, ms: older entries are trimmed (approximately); 0: no event
 --
 -- Returns {OUTCOME.OK}         marked expired, lease.expired emitted
 --         {OUTCOME.NOT_DUE}    still live, already swept, or ended another way

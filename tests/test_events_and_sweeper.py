@@ -30,7 +30,8 @@ from support import (
 )
 
 from leasebroker.core.errors import Reason
-from leasebroker.core.model import InventorySlot
+from leasebroker.core.model import BookingStatus, InventorySlot, LeaseState
+from leasebroker.core.settings import EVENTS_OFF
 from leasebroker.core.sweeper import SweeperThread, sweep_due, sweep_once
 
 SHORT = {"default_hold_ms": 150, "max_hold_ms": 60_000}
@@ -56,11 +57,13 @@ def expired_events(client, broker, merchant: str = MERCHANT) -> list[dict]:
 # ================================================================ the event stream
 
 
-def test_scripted_scenario_emits_its_events_in_order(make_broker, redis_client, clock):
-    broker = make_broker(**SHORT)
-    a, b, c = (slot(start_ns=START_NS + k * HOUR_NS) for k in range(3))
-    before = clock.now_ms()
+SCENARIO_SLOTS = tuple(slot(start_ns=START_NS + k * HOUR_NS) for k in range(3))
 
+
+def scripted_scenario(broker, clock) -> tuple:
+    """A change of every kind, each of which writes an event: the leases, the booking
+    and the ``extend_lease`` result it made."""
+    a, b, c = SCENARIO_SLOTS
     first = broker.create_lease(lease_request(client_reference="a"))
     extended = broker.extend_lease(first.lease_id, 1_000)
     broker.release_lease(first.lease_id)
@@ -75,6 +78,14 @@ def test_scripted_scenario_emits_its_events_in_order(make_broker, redis_client, 
     third = broker.create_lease(lease_request(client_reference="c", start_ns=c.start_ns))
     clock.pass_ms(third.expires_at_ms)
     assert sweep_once(broker) == 1
+    return first, extended, second, booking, third
+
+
+def test_scripted_scenario_emits_its_events_in_order(make_broker, redis_client, clock):
+    broker = make_broker(**SHORT)
+    a, b, c = SCENARIO_SLOTS
+    before = clock.now_ms()
+    first, extended, second, booking, third = scripted_scenario(broker, clock)
     after = clock.now_ms()
 
     stream = events(redis_client, broker)
@@ -138,6 +149,34 @@ def test_scripted_scenario_emits_its_events_in_order(make_broker, redis_client, 
     # A second pass finds nothing more to report.
     assert sweep_once(broker) == 0
     assert len(events(redis_client, broker)) == len(stream)
+
+
+def test_with_the_streams_off_every_change_is_made_and_no_event_written(
+    make_broker, redis_client, clock, key_prefix
+):
+    broker = make_broker(**SHORT, events_retention_ms=EVENTS_OFF)
+    a, b, c = SCENARIO_SLOTS
+    first, extended, second, booking, third = scripted_scenario(broker, clock)
+
+    assert redis_client.exists(broker.keys.events(MERCHANT)) == 0
+    assert not [k for k in redis_client.scan_iter(f"{key_prefix}:*") if k.endswith(b":events")]
+    # Every change was made as with the streams on.
+    assert extended.expires_at_ms == first.expires_at_ms + 1_000
+    assert (first.fence, second.fence, third.fence) == (1, 2, 1)
+    assert broker.get_lease(first.lease_id).state is LeaseState.RELEASED
+    assert broker.get_lease(third.lease_id).state is LeaseState.EXPIRED
+    cancelled = broker.get_booking(booking.booking_id)
+    assert (cancelled.status, cancelled.slot) == (BookingStatus.CANCELLED, b)
+    assert [broker.slot_status(s).capacity for s in (a, b, c)] == [1, 1, 5]
+    assert broker.list_leases(MERCHANT) == []
+
+
+def test_the_streams_turned_off_keep_what_they_hold(make_broker, redis_client):
+    on = make_broker()
+    on.create_lease(lease_request(client_reference="a"))
+    off = make_broker(events_retention_ms=EVENTS_OFF)
+    off.create_lease(lease_request(client_reference="b", start_ns=START_NS + HOUR_NS))
+    assert [e["type"] for e in events(redis_client, off)] == ["lease.created"]
 
 
 def test_changes_that_change_nothing_emit_nothing(make_broker, redis_client):

@@ -141,7 +141,8 @@ def test_a_script_refusing_an_argument_is_internal_in_the_library(make_broker, m
         {"default_capacity": True},
         {"default_capacity": 2**31},
         {"record_retention_ms": "1h"},
-        {"events_retention_ms": 0},
+        {"events_retention_ms": 500},
+        {"events_retention_ms": -1},
     ],
     ids=lambda s: "-".join(f"{k}={v!r}" for k, v in s.items()),
 )

@@ -30,6 +30,7 @@ import redis
 from support import HOUR_NS, MERCHANT, REAL_REDIS_URL, book, hold, run_main, slot, unknown_id
 
 from leasebroker.api.v0 import booking_service_pb2 as pb
+from leasebroker.cli.key_layout import EVENTS_OFF_TTL
 from leasebroker.core.broker import LeaseBroker
 from leasebroker.core.errors import BrokerError, Reason
 from leasebroker.core.inspection import glob_escape
@@ -612,6 +613,32 @@ def test_events_count_and_since_pick_a_part(run, broker, start_ns):
     assert types("--since", every[-1]["id"]) == []
     assert types("--count", "0") == []
     assert run("events", "--merchant", "nobody").out == ""
+
+
+def test_events_once_the_streams_are_turned_off(run, broker, start_ns):
+    play_scenario(run, broker, start_ns)
+    assert run("config", "set", "--events-retention", "500ms").code == 2
+    turned = run("config", "set", "--events-retention", "off")
+    assert turned.code == 0, turned.err
+    assert re.search(r"^events_retention_ms +off$", run("config", "show").out, re.M)
+    assert json.loads(run("config", "show", "--json").out)["settings"]["events_retention_ms"] == 0
+    events_ttl = [
+        k["ttl"] for k in json.loads(run("keys", "--merchant", MERCHANT, "--json").out)["layout"]
+    ]
+    assert EVENTS_OFF_TTL in events_ttl
+
+    # What the stream holds is still printed, with a note that nothing new comes.
+    result = run("events", "--merchant", MERCHANT)
+    assert result.code == 0
+    assert [e["type"] for e in parse_event_lines(result.out)] == SCENARIO_TYPES
+    assert "events are off on key prefix" in result.err
+    follow = run("events", "--merchant", MERCHANT, "--follow")
+    assert (follow.code, follow.out) == (2, "")
+    assert "nothing to follow" in follow.err
+    # 0 is off too; a duration turns them on again.
+    assert run("config", "set", "--events-retention", "0").code == 0
+    assert run("config", "set", "--events-retention", "2h").code == 0
+    assert run("events", "--merchant", MERCHANT).err == ""
 
 
 class WatchedStdout:

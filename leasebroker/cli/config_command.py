@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from leasebroker.cli.common import EXIT_OK, EXIT_USAGE, CliError, given_fields
+from leasebroker.cli.options import events_retention_text
 from leasebroker.cli.session import Session
 from leasebroker.cli.tables import render_fields
 from leasebroker.core.settings import BrokerConfig
@@ -16,11 +17,14 @@ from leasebroker.core.units import NS_PER_MS, human_ns
 
 def _shown(config: BrokerConfig) -> tuple[dict[str, Any], str]:
     data = {name: getattr(config, name) for name in DECIDING_FIELDS}
-    text = render_fields(
-        (name, human_ns(value * NS_PER_MS) if name.endswith("_ms") else value)
-        for name, value in data.items()
-    )
+    text = render_fields((name, _value_text(name, value)) for name, value in data.items())
     return data, text
+
+
+def _value_text(name: str, value: int) -> str | int:
+    if name == "events_retention_ms":
+        return events_retention_text(value)
+    return human_ns(value * NS_PER_MS) if name.endswith("_ms") else value
 
 
 def config_show(session: Session) -> int:

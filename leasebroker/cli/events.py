@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from leasebroker.cli.common import EXIT_OK, EXIT_USAGE, CliError
 from leasebroker.cli.session import Session
 from leasebroker.cli.tables import event_json, event_line, json_line
@@ -16,6 +18,8 @@ FOLLOW_BATCH = 100
 
 def events(session: Session) -> int:
     args, broker = session.args, session.broker
+    if not broker.config.events_on and args.follow:
+        raise CliError(_off(broker.keys.prefix) + ": there is nothing to follow", EXIT_USAGE)
     try:
         history = broker.events(args.merchant, args.since, args.count)
     except BrokerError as exc:
@@ -24,6 +28,9 @@ def events(session: Session) -> int:
         raise CliError(f"--since {args.since}: {exc.message}", EXIT_USAGE) from exc
     for event in history:
         _print_event(session, event)
+    if not broker.config.events_on:
+        # What is printed was written before the streams were turned off.
+        print(f"leasebroker: {_off(broker.keys.prefix)}", file=sys.stderr)
     if not args.follow:
         return EXIT_OK
     if history:
@@ -39,6 +46,13 @@ def events(session: Session) -> int:
                 cursor = event.entry_id
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _off(prefix: str) -> str:
+    return (
+        f"events are off on key prefix {prefix} (--events-retention off): no new event is"
+        " appended; `leasebroker config set --events-retention 1h` turns them on"
+    )
 
 
 def _print_event(session: Session, event: StreamEvent) -> None:

@@ -16,6 +16,8 @@ _SAMPLE_START_NS = instant_ns(datetime(2026, 12, 1, 10, tzinfo=timezone.utc))
 _SAMPLE_TOKEN = "<token>"  # 22 URL-safe base64 characters in a real key
 _SAMPLE_REFERENCE = "ref-1"
 
+# The events' TTL rule when the streams are off.
+EVENTS_OFF_TTL = "no events are appended (--events-retention off)"
 # (kind, Redis type, what it holds, TTL rule); examples are built by KeyBuilder below,
 # ``{retention}`` is the configured event retention.
 KEY_KINDS: tuple[tuple[str, str, str, str], ...] = (
@@ -70,6 +72,9 @@ def _examples(keys: KeyBuilder, merchant: str) -> dict[str, str]:
 def key_layout(session: Session) -> int:
     args, keys = session.args, session.keys
     merchant = args.merchant if args.merchant is not None else SAMPLE_MERCHANT
+    # With a merchant the command connects, and then the settings stored under the
+    # prefix (the event retention in the TTL column) are the ones in force.
+    broker = session.broker if args.merchant is not None else None
     examples = _examples(keys, merchant)
     layout = [
         {
@@ -77,7 +82,9 @@ def key_layout(session: Session) -> int:
             "type": kind_type,
             "example": examples[kind],
             "holds": holds,
-            "ttl": ttl.format(retention=human_ms(session.config.events_retention_ms)),
+            "ttl": EVENTS_OFF_TTL
+            if kind == "events" and not session.config.events_on
+            else ttl.format(retention=human_ms(session.config.events_retention_ms)),
         }
         for kind, kind_type, holds, ttl in KEY_KINDS
     ]
@@ -89,8 +96,7 @@ def key_layout(session: Session) -> int:
             [[k["kind"], k["type"], k["example"], k["holds"], k["ttl"]] for k in layout],
         ),
     ]
-    if args.merchant is not None:
-        broker = session.broker
+    if broker is not None:
         existing = [
             {"key": k.key, "kind": k.kind, "type": k.type, "ttl_ms": k.ttl_ms}
             for k in broker.merchant_keys(merchant)

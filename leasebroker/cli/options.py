@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from leasebroker.cli.common import config_default
+from leasebroker.core.settings import EVENTS_OFF
 from leasebroker.core.store import check_url
 from leasebroker.core.units import human_ms, parse_duration_ms
 from leasebroker.wire.event_loop import EVENT_LOOPS, uvloop_installed
@@ -186,6 +187,22 @@ def positive_duration_arg(text: str) -> int:
     return value
 
 
+# How --events-retention says "no event streams" (0 works too, as --sweep-interval 0 does).
+EVENTS_OFF_TEXT = "off"
+
+
+def events_retention_arg(text: str) -> int:
+    """A duration, or ``off`` (or 0): EVENTS_OFF, no event is written."""
+    if text.strip().lower() == EVENTS_OFF_TEXT:
+        return EVENTS_OFF
+    return duration_arg(text)
+
+
+def events_retention_text(value_ms: int) -> str:
+    """The event retention as options take it: ``1h``, or ``off``."""
+    return EVENTS_OFF_TEXT if value_ms == EVENTS_OFF else human_ms(value_ms)
+
+
 def day_arg(text: str) -> date:
     """A UTC calendar day, ``2026-12-01``."""
     try:
@@ -270,8 +287,8 @@ BROKER_OPTIONS: tuple[tuple[str, str, Any, str, str], ...] = (
      "longest lease granted; longer requests and extensions are capped (e.g. 30m)"),
     ("--record-retention", "RECORD_RETENTION", duration_arg, "record_retention_ms",
      "how long ended lease records stay readable (inspection, retries; at least 1m)"),
-    ("--events-retention", "EVENTS_RETENTION", duration_arg, "events_retention_ms",
-     "how long each merchant's event stream keeps an event (at least 1s)"),
+    ("--events-retention", "EVENTS_RETENTION", events_retention_arg, "events_retention_ms",
+     "how long each merchant's event stream keeps an event (at least 1s; off: no events)"),
 )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from leasebroker.cli.common import (
     config_from_args,
 )
 from leasebroker.cli.inventory_load import load_feed, read_feed_files
+from leasebroker.cli.options import events_retention_text
 from leasebroker.cli.processes import (
     LOADED,
     READY,
@@ -201,11 +202,12 @@ def serve_here(
         log.info("using %s", store.description)
     log.info(
         "default capacity %d, default hold %d ms, max hold %d ms, record retention %d ms, "
-        "key prefix %r (settings stored at %s)",
+        "events retention %s, key prefix %r (settings stored at %s)",
         config.default_capacity,
         config.default_hold_ms,
         config.max_hold_ms,
         config.record_retention_ms,
+        events_retention_text(config.events_retention_ms),
         config.key_prefix,
         broker.keys.settings(),
     )

@@ -14,6 +14,10 @@ MIN_RETENTION_MS = MS_PER_MINUTE
 MAX_DURATION_MS = 3_660 * MS_PER_DAY
 # Event streams keep at least this much history (a follower may lag a little).
 MIN_EVENTS_RETENTION_MS = 1_000
+# events_retention_ms of 0 turns the event streams off: no script appends an event.
+# (A deployment that follows no stream saves the XADD's Redis CPU and the entry's
+# memory on every change: docs/semantics.md, "Turning the stream off".)
+EVENTS_OFF = 0
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class BrokerConfig:
     record_retention_ms: how long a lease record stays readable after the lease
         ended (for inspection, retries and the expiry sweeper).
     events_retention_ms: how long each merchant's event stream keeps an entry (trimmed
-        by age, approximately, on every append).
+        by age, approximately, on every append); EVENTS_OFF (0): no events are written.
     """
 
     default_capacity: int = 1
@@ -49,12 +53,20 @@ class BrokerConfig:
             ("events_retention_ms", MIN_EVENTS_RETENTION_MS, MAX_DURATION_MS),
         ):
             value = getattr(self, name)
+            if name == "events_retention_ms" and is_int(value) and value == EVENTS_OFF:
+                continue
             if not is_int(value):
                 raise ValueError(f"{name} must be a whole number, not {value!r}")
             if not low <= value <= high:
-                raise ValueError(f"{name} must be from {low} to {high}, not {value}")
+                off = " (or 0: off)" if name == "events_retention_ms" else ""
+                raise ValueError(f"{name} must be from {low} to {high}{off}, not {value}")
         if self.max_hold_ms < self.default_hold_ms:
             raise ValueError("maximum hold must be at least the default hold")
         if not isinstance(self.key_prefix, str):
             raise ValueError("key prefix must be text")
         KeyBuilder(self.key_prefix)  # raises on a prefix that could break key structure
+
+    @property
+    def events_on(self) -> bool:
+        """Whether the scripts append events to the merchants' streams."""
+        return self.events_retention_ms != EVENTS_OFF
