@@ -54,7 +54,10 @@ def _breakdown(client: Any, prefix: str, merchant: str, leases: int) -> dict[str
     return {kind: round(size / leases, 1) for kind, size in sorted(sizes.items())}
 
 
-def bytes_per_lease(url: str, prefix: str, leases: int, threads: int = 16) -> MemoryResult:
+def bytes_per_lease(
+    url: str, prefix: str, leases: int, threads: int = 16, **settings: Any
+) -> MemoryResult:
+    """``settings``: BrokerConfig fields, e.g. the event streams off."""
     from leasebroker.core.broker import LeaseBroker
     from leasebroker.core.keys import SlotId
     from leasebroker.core.model import LeaseRequest
@@ -65,7 +68,7 @@ def bytes_per_lease(url: str, prefix: str, leases: int, threads: int = 16) -> Me
     store = connect(url, pool_size=threads + 4)
     try:
         client = store.client
-        broker = LeaseBroker(client, BrokerConfig(key_prefix=prefix))
+        broker = LeaseBroker(client, BrokerConfig(key_prefix=prefix, **settings))
         base = time.time_ns() + 24 * 3600 * 10**9
         counter = itertools.count()
         before = _used_memory(client)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import secrets
 import shutil
 import subprocess
 import threading
@@ -83,19 +84,21 @@ CREATE_LEASE_FRESH_KEYS = (0, 2, 3)
 CREATE_LEASE_FRESH_ARGS = (0, 2)
 
 
-def create_lease_benchmark(client: Any, url: str, prefix: str, requests: int) -> Throughput:
+def create_lease_benchmark(
+    client: Any, url: str, prefix: str, requests: int, **settings: Any
+) -> Throughput:
     """The create_lease script under redis-benchmark -P 16, driven exactly as the minimal
     one: a real call's keys and arguments (LeaseBroker.create_lease_call), with a fresh
     slot, client reference, record and lease id on each call. All calls are one
     merchant's: its lease index, fences and event stream grow over the run, as a busy
     merchant's do. (Calls of merchants new to Redis each cost more: each creates those
-    three keys too.)"""
+    three keys too.) ``settings``: BrokerConfig fields, e.g. the event streams off."""
     from leasebroker.core.broker import LeaseBroker
     from leasebroker.core.keys import SlotId
     from leasebroker.core.model import LeaseRequest
     from leasebroker.core.settings import BrokerConfig
 
-    broker = LeaseBroker(client, BrokerConfig(key_prefix=prefix))
+    broker = LeaseBroker(client, BrokerConfig(key_prefix=prefix, **settings))
     merchant = "rb"
     start = time.time_ns() + 24 * 3600 * 10**9
     keys, args = broker.create_lease_call(
@@ -104,9 +107,13 @@ def create_lease_benchmark(client: Any, url: str, prefix: str, requests: int) ->
     sha = client.script_load(broker.scripts["create_lease"].text)
     index = broker.keys.lease_index(merchant)
     granted = client.zcard(index)
-    keys = [k + RANDOM if i in CREATE_LEASE_FRESH_KEYS else k for i, k in enumerate(keys)]
+    # A tag of this run's own before the random number: redis-benchmark seeds random()
+    # with time(NULL) ^ getpid(), so two runs a second apart whose pids are one apart
+    # can draw the same numbers, and the second would replay the first one's leases.
+    fresh = f"-{secrets.token_hex(4)}-{RANDOM}"
+    keys = [k + fresh if i in CREATE_LEASE_FRESH_KEYS else k for i, k in enumerate(keys)]
     texts = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
-    texts = [a + RANDOM if i in CREATE_LEASE_FRESH_ARGS else a for i, a in enumerate(texts)]
+    texts = [a + fresh if i in CREATE_LEASE_FRESH_ARGS else a for i, a in enumerate(texts)]
     result = _evalsha_benchmark(client, url, sha, keys, texts, requests)
     # Each call must have granted a lease (a refusal is far cheaper): the merchant's
     # lease index grew by all of them, but for the few random numbers drawn twice.
@@ -211,10 +218,13 @@ def library(
         store.close()
 
 
-def library_async(url: str, prefix: str, concurrency: int, duration_s: float) -> Throughput:
+def library_async(
+    url: str, prefix: str, concurrency: int, duration_s: float, **settings: Any
+) -> Throughput:
     """``AsyncBroker.create_lease`` (core/async_broker.py, what ``serve``'s BookingService
     awaits) from ``concurrency`` coroutines on one event loop, each call a fresh slot:
-    the library's asyncio path, all calls on one pipelined connection."""
+    the library's asyncio path, all calls on one pipelined connection. ``settings``:
+    BrokerConfig fields."""
     import asyncio
 
     from leasebroker.core.async_broker import AsyncBroker, async_twin
@@ -229,7 +239,7 @@ def library_async(url: str, prefix: str, concurrency: int, duration_s: float) ->
     counter = itertools.count()
 
     async def main() -> Throughput:
-        broker = LeaseBroker(store.client, BrokerConfig(key_prefix=prefix))
+        broker = LeaseBroker(store.client, BrokerConfig(key_prefix=prefix, **settings))
         awaited = AsyncBroker(broker, async_twin(store.client))
 
         async def worker(until: float, done: list[int]) -> None:

@@ -31,6 +31,7 @@ from benchmarks.grpc_service import grpc_section
 from benchmarks.procs import delete_prefix, start_private_redis, unique_prefix
 from benchmarks.redis_cost import Throughput
 from benchmarks.table import Row, render
+from leasebroker.core.settings import EVENTS_OFF
 from leasebroker.wire.event_loop import EVENT_LOOPS, resolved
 
 WORKERS = 32  # serve's default --workers; the no-op server gets the same
@@ -41,6 +42,10 @@ LIBRARY_TARGET = 0.3
 COROUTINES = 128
 # The minimal and the create_lease script under redis-benchmark: alternated rounds.
 SCRIPT_ROUNDS = 2
+# A deployment that follows no event stream (serve --events-retention off): what that
+# saves is measured beside the default.
+EVENTS_OFF_SETTINGS = {"events_retention_ms": EVENTS_OFF}
+EVENTS_OFF_DETAIL = "--events-retention off: no XADD, no stream entry"
 
 
 @dataclass(frozen=True)
@@ -104,29 +109,39 @@ def _library_row(
 
 
 def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> None:
-    rb_prefix, lib_prefix = unique_prefix("rb"), unique_prefix("lib")
+    rb_prefix, lib_prefix, quiet_prefix = (unique_prefix(n) for n in ("rb", "lib", "libq"))
     try:
         # Both scripts under the same driver, alternated; each keeps its round that cost
         # Redis least per call (a shared machine's other work only ever adds to it).
-        tried: list[tuple[Throughput, Throughput]] = [
+        tried: list[tuple[Throughput, Throughput, Throughput]] = [
             (
                 redis_cost.redis_benchmark(client, url, rb_prefix, p.rb_requests),
                 redis_cost.create_lease_benchmark(client, url, rb_prefix, p.rb_requests),
+                redis_cost.create_lease_benchmark(
+                    client, url, rb_prefix, p.rb_requests, **EVENTS_OFF_SETTINGS
+                ),
             )
             for _ in range(SCRIPT_ROUNDS)
         ]
-        rb, script = (min(runs, key=lambda t: t.usec_per_call) for runs in zip(*tried, strict=True))
+        rb, script, quiet = (
+            min(runs, key=lambda t: t.usec_per_call) for runs in zip(*tried, strict=True)
+        )
         lib, unpipelined, minimal = redis_cost.library(url, lib_prefix, WORKERS, p.library_s)
         awaited = redis_cost.library_async(url, lib_prefix, COROUTINES, p.library_s)
+        awaited_quiet = redis_cost.library_async(
+            url, quiet_prefix, COROUTINES, p.library_s, **EVENTS_OFF_SETTINGS
+        )
     finally:
-        delete_prefix(client, rb_prefix)
-        delete_prefix(client, lib_prefix)
+        for prefix in (rb_prefix, lib_prefix, quiet_prefix):
+            delete_prefix(client, prefix)
     data["redis"] = {
         "minimal_redis_benchmark": asdict(rb),
         "create_lease_redis_benchmark": asdict(script),
+        "create_lease_redis_benchmark_events_off": asdict(quiet),
         "library_create_lease": asdict(lib),
         "library_create_lease_unpipelined": asdict(unpipelined),
         "library_create_lease_asyncio": asdict(awaited),
+        "library_create_lease_asyncio_events_off": asdict(awaited_quiet),
         "minimal_from_threads": asdict(minimal),
     }
     rows.append(
@@ -154,6 +169,15 @@ def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> 
             detail="one event loop, one pipelined connection (what serve's BookingService awaits)",
         )
     )
+    rows.append(
+        _library_row(
+            f"library AsyncBroker.create_lease, {COROUTINES} coroutines, events off",
+            awaited_quiet,
+            rb,
+            targeted=False,
+            detail=EVENTS_OFF_DETAIL,
+        )
+    )
     ratio = script.usec_per_call / rb.usec_per_call
     rows.append(
         Row(
@@ -169,34 +193,44 @@ def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> 
             f" {lib.usec_per_call:.1f} us against {minimal.usec_per_call:.1f} us",
         )
     )
+    rows.append(
+        Row(
+            "create_lease script, events off, Redis CPU per call",
+            f"{quiet.usec_per_call:.1f} us",
+            quiet.usec_per_call / rb.usec_per_call,
+            f"x minimal ({rb.usec_per_call:.1f} us)",
+            detail=f"{EVENTS_OFF_DETAIL}; {quiet.rps:,.0f} create_lease/s under redis-benchmark",
+        )
+    )
 
 
 def memory_section(p: Profile, url: str, client, rows: list[Row], data: dict, fresh: bool) -> None:
     """``fresh``: on a redis-server of its own. Redis frees an earlier section's keys,
     and shrinks its tables after them, in the background: on the same server that
     would fall under the measurement's feet."""
-    prefix = unique_prefix("mem")
-    own = None
-    if fresh:
-        own, url = start_private_redis()
-    try:
-        result = memory.bytes_per_lease(url, prefix, p.leases)
-    finally:
-        if own is not None:
-            own.stop()
-        else:
-            delete_prefix(client, prefix)
-    data["memory"] = asdict(result)
-    kinds = ", ".join(f"{k} {v:.0f}" for k, v in result.by_kind.items())
-    rows.append(
-        Row(
-            f"Redis memory per live lease ({result.leases:,} leases)",
-            f"{result.bytes_per_lease:,.0f} B",
-            target="<= 600 B",
-            met=result.bytes_per_lease <= 600,
-            detail=f"by key kind (B/lease): {kinds}",
+    for name, settings in (("memory", {}), ("memory_events_off", EVENTS_OFF_SETTINGS)):
+        prefix = unique_prefix("mem")
+        own, where = start_private_redis() if fresh else (None, url)
+        try:
+            result = memory.bytes_per_lease(where, prefix, p.leases, **settings)
+        finally:
+            if own is not None:
+                own.stop()
+            else:
+                delete_prefix(client, prefix)
+        data[name] = asdict(result)
+        kinds = ", ".join(f"{k} {v:.0f}" for k, v in result.by_kind.items())
+        label = f"Redis memory per live lease ({result.leases:,} leases)"
+        rows.append(
+            Row(
+                label if not settings else f"{label}, events off",
+                f"{result.bytes_per_lease:,.0f} B",
+                target="" if settings else "<= 600 B",
+                met=None if settings else result.bytes_per_lease <= 600,
+                detail=f"by key kind (B/lease): {kinds}"
+                + (f"; {EVENTS_OFF_DETAIL}" if settings else ""),
+            )
         )
-    )
 
 
 def idle_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> None:

@@ -42,14 +42,20 @@ def test_every_measurement_produces_a_number_and_the_table_prints(tmp_path):
     assert grpc["paced_CreateLease"]["p99_ms"] > 0 and grpc["paced_noop"]["p99_ms"] > 0
     for name in ("minimal_redis_benchmark", "create_lease_redis_benchmark",
                  "library_create_lease", "library_create_lease_unpipelined",
-                 "library_create_lease_asyncio", "minimal_from_threads"):  # fmt: skip
+                 "library_create_lease_asyncio", "minimal_from_threads",
+                 "create_lease_redis_benchmark_events_off",
+                 "library_create_lease_asyncio_events_off"):  # fmt: skip
         assert data["redis"][name]["rps"] > 0 and data["redis"][name]["usec_per_call"] > 0
     assert data["memory"]["bytes_per_lease"] > 0
-    assert data["memory"]["by_kind"]
+    assert "events" in data["memory"]["by_kind"]
+    # The same leases with the event streams off: every other kind, and no stream.
+    quiet = data["memory_events_off"]
+    assert quiet["bytes_per_lease"] > 0
+    assert set(quiet["by_kind"]) == set(data["memory"]["by_kind"]) - {"events"}
     for name in ("serve_cores", "redis_calls_per_s", "redis_cores"):
         assert math.isfinite(data["idle"][name]) and data["idle"][name] >= 0
     rows = data["rows"]
-    assert len(rows) == 15  # one concurrency in the smoke profile
+    assert len(rows) == 18  # one concurrency in the smoke profile
     assert all(row["met"] is not None for row in rows if row["target"])
     header = result.stdout.splitlines()[1]
     assert header.split() == ["Measurement", "Value", "Ratio", "Target", "Met"]
