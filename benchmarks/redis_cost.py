@@ -89,35 +89,35 @@ def create_lease_benchmark(
 ) -> Throughput:
     """The create_lease script under redis-benchmark -P 16, driven exactly as the minimal
     one: a real call's keys and arguments (LeaseBroker.create_lease_call), with a fresh
-    slot, client reference, record and lease id on each call. All calls are one
-    merchant's: its lease index, fences and event stream grow over the run, as a busy
-    merchant's do. (Calls of merchants new to Redis each cost more: each creates those
-    three keys too.) ``settings``: BrokerConfig fields, e.g. the event streams off."""
+    slot, client reference, record and lease id on each call. All calls of a run are
+    one merchant's: its lease index, fences and event stream grow over the run, as a
+    busy merchant's do. (Calls of merchants new to Redis each cost more: each creates
+    those three keys too.) Each run has a merchant of its own, so every run starts
+    alike: one that inherited an earlier run's grown index and fences would pay for
+    their size. ``settings``: BrokerConfig fields, e.g. the event streams off."""
     from leasebroker.core.broker import LeaseBroker
     from leasebroker.core.keys import SlotId
     from leasebroker.core.model import LeaseRequest
     from leasebroker.core.settings import BrokerConfig
 
     broker = LeaseBroker(client, BrokerConfig(key_prefix=prefix, **settings))
-    merchant = "rb"
+    # Its own merchant also keeps a run from drawing an earlier run's keys: redis-benchmark
+    # seeds random() with time(NULL) ^ getpid(), so two runs a second apart whose pids
+    # are one apart draw the same numbers, and the second would replay the first's leases.
+    merchant = f"rb-{secrets.token_hex(4)}"
     start = time.time_ns() + 24 * 3600 * 10**9
     keys, args = broker.create_lease_call(
         LeaseRequest(SlotId(merchant, "svc", start, 1800 * 10**9), "r")
     )
     sha = client.script_load(broker.scripts["create_lease"].text)
     index = broker.keys.lease_index(merchant)
-    granted = client.zcard(index)
-    # A tag of this run's own before the random number: redis-benchmark seeds random()
-    # with time(NULL) ^ getpid(), so two runs a second apart whose pids are one apart
-    # can draw the same numbers, and the second would replay the first one's leases.
-    fresh = f"-{secrets.token_hex(4)}-{RANDOM}"
-    keys = [k + fresh if i in CREATE_LEASE_FRESH_KEYS else k for i, k in enumerate(keys)]
+    keys = [k + RANDOM if i in CREATE_LEASE_FRESH_KEYS else k for i, k in enumerate(keys)]
     texts = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
-    texts = [a + fresh if i in CREATE_LEASE_FRESH_ARGS else a for i, a in enumerate(texts)]
+    texts = [a + RANDOM if i in CREATE_LEASE_FRESH_ARGS else a for i, a in enumerate(texts)]
     result = _evalsha_benchmark(client, url, sha, keys, texts, requests)
     # Each call must have granted a lease (a refusal is far cheaper): the merchant's
-    # lease index grew by all of them, but for the few random numbers drawn twice.
-    granted = client.zcard(index) - granted
+    # lease index holds all of them, but for the few random numbers drawn twice.
+    granted = client.zcard(index)
     if granted < 0.9 * requests:
         raise RuntimeError(f"create_lease under redis-benchmark granted {granted} of {requests}")
     return result
