@@ -618,6 +618,8 @@ def test_events_count_and_since_pick_a_part(run, broker, start_ns):
 def test_events_once_the_streams_are_turned_off(run, broker, start_ns):
     play_scenario(run, broker, start_ns)
     assert run("config", "set", "--events-retention", "500ms").code == 2
+    misspelt = run("config", "set", "--events-retention", "of")
+    assert misspelt.code == 2 and "or off" in misspelt.err
     turned = run("config", "set", "--events-retention", "off")
     assert turned.code == 0, turned.err
     assert re.search(r"^events_retention_ms +off$", run("config", "show").out, re.M)

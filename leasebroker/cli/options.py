@@ -195,7 +195,10 @@ def events_retention_arg(text: str) -> int:
     """A duration, or ``off`` (or 0): EVENTS_OFF, no event is written."""
     if text.strip().lower() == EVENTS_OFF_TEXT:
         return EVENTS_OFF
-    return duration_arg(text)
+    try:
+        return parse_duration_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, or {EVENTS_OFF_TEXT}") from exc
 
 
 def events_retention_text(value_ms: int) -> str:

@@ -17,7 +17,7 @@ from leasebroker.cli.common import (
     config_from_args,
 )
 from leasebroker.cli.inventory_load import load_feed, read_feed_files
-from leasebroker.cli.options import events_retention_text
+from leasebroker.cli.options import EVENTS_OFF_TEXT
 from leasebroker.cli.processes import (
     LOADED,
     READY,
@@ -207,7 +207,7 @@ def serve_here(
         config.default_hold_ms,
         config.max_hold_ms,
         config.record_retention_ms,
-        events_retention_text(config.events_retention_ms),
+        f"{config.events_retention_ms} ms" if config.events_on else EVENTS_OFF_TEXT,
         config.key_prefix,
         broker.keys.settings(),
     )
