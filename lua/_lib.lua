@@ -11,12 +11,12 @@ end
 -- Append one event to a merchant's stream, trimming (approximately: whole macro nodes)
 -- the entries older than retention ms, so a stream is bounded by time, not by a
 -- count that would hold days of a quiet merchant and minutes of a busy one.
--- A retention of 0 means the streams are off: nothing is appended. Returns whether
--- it wrote. now: the script's reading of Redis's clock (one TIME call per script);
--- fields: flat list name, value, ...
+-- A retention of EVENTS_OFF (0) means the streams are off: nothing is appended.
+-- Returns whether it wrote. now: the script's reading of Redis's clock (one TIME call
+-- per script); fields: flat list name, value, ...
 local function emit(stream, retention, now, kind, fields)
   local keep = tonumber(retention)
-  if keep == 0 then
+  if keep == EVENTS_OFF then
     return false
   end
   redis.call('XADD', stream, 'MINID', '~', math.max(0, now - keep), '*', 'type', kind, unpack(fields))

@@ -20,6 +20,7 @@ from typing import Any
 
 from leasebroker.core.model import BookingStatus, CapacitySource, LeaseState
 from leasebroker.core.outcomes import lua_table
+from leasebroker.core.settings import EVENTS_OFF
 
 _NAME_RE = re.compile(r"(?P<name>[a-z_]+)-(?P<keys>\d+)\.lua")
 
@@ -44,7 +45,8 @@ def load_sources() -> dict[str, ScriptSource]:
     """Every shipped script by operation name.
 
     The ``OUTCOME``, ``LEASE_STATE``, ``BOOKING_STATUS`` and ``CAPACITY_SOURCE``
-    tables (from the Python enums) and the helpers of ``_lib.lua`` go on the script's first
+    tables (from the Python enums), the event retention that means off
+    (``EVENTS_OFF``) and the helpers of ``_lib.lua`` go on the script's first
     line, in front of its header comment, so line numbers in Redis error messages
     match the file.
     """
@@ -55,6 +57,7 @@ def load_sources() -> dict[str, ScriptSource]:
             f"local LEASE_STATE = {lua_table(LeaseState)}",
             f"local BOOKING_STATUS = {lua_table(BookingStatus)}",
             f"local CAPACITY_SOURCE = {lua_table(CapacitySource)}",
+            f"local EVENTS_OFF = {EVENTS_OFF}",
         ]
     )
     preamble = f"{tables} {_one_line(folder.joinpath('_lib.lua').read_text())}"

@@ -43,23 +43,22 @@ class BrokerConfig:
     events_retention_ms: int = MS_PER_HOUR
 
     def __post_init__(self) -> None:
-        # Every value goes into scripts as a number: whole numbers only, in range, so
-        # no script can fail half-way on one (Redis does not roll scripts back).
-        for name, low, high in (
-            ("default_capacity", 0, MAX_CAPACITY),
-            ("default_hold_ms", 1, MAX_DURATION_MS),
-            ("max_hold_ms", 1, MAX_DURATION_MS),
-            ("record_retention_ms", MIN_RETENTION_MS, MAX_DURATION_MS),
-            ("events_retention_ms", MIN_EVENTS_RETENTION_MS, MAX_DURATION_MS),
+        # Every value goes into scripts as a number: whole numbers only, in range (or
+        # the one value out of range that means off), so no script can fail half-way
+        # on one (Redis does not roll scripts back).
+        for name, low, high, off in (
+            ("default_capacity", 0, MAX_CAPACITY, None),
+            ("default_hold_ms", 1, MAX_DURATION_MS, None),
+            ("max_hold_ms", 1, MAX_DURATION_MS, None),
+            ("record_retention_ms", MIN_RETENTION_MS, MAX_DURATION_MS, None),
+            ("events_retention_ms", MIN_EVENTS_RETENTION_MS, MAX_DURATION_MS, EVENTS_OFF),
         ):
             value = getattr(self, name)
-            if name == "events_retention_ms" and is_int(value) and value == EVENTS_OFF:
-                continue
             if not is_int(value):
                 raise ValueError(f"{name} must be a whole number, not {value!r}")
-            if not low <= value <= high:
-                off = " (or 0: off)" if name == "events_retention_ms" else ""
-                raise ValueError(f"{name} must be from {low} to {high}{off}, not {value}")
+            if not low <= value <= high and value != off:
+                also = f" (or {off}: off)" if off is not None else ""
+                raise ValueError(f"{name} must be from {low} to {high}{also}, not {value}")
         if self.max_hold_ms < self.default_hold_ms:
             raise ValueError("maximum hold must be at least the default hold")
         if not isinstance(self.key_prefix, str):
