@@ -33,6 +33,8 @@ TARGETS = {"CreateLease": 0.7, "CreateBooking": 0.6, "UpdateBooking": 0.6}
 CONNECTIONS = 32
 PROCESSES_TARGET = 1.5
 ROUNDS = 2
+# Paced rounds behind the p99 row (odd: the median is one of them).
+P99_ROUNDS = 3
 LABELS = {
     "CreateLease": "CreateLease",
     "CreateBooking": "CreateBooking",
@@ -130,9 +132,16 @@ def grpc_section(
                 out[f"{method}@{conc}"] = _summary(result, cpu_us)
         rate = best / 2
         paced = {"rate": rate, "duration_s": p.latency_s}
-        noop_r, noop_cpu = measure(noop, "CreateLease", **paced)
-        lease_r, lease_cpu = measure(serve, "CreateLease", **paced)
-        ratio = lease_r.p99_ms / noop_r.p99_ms
+        # Alternated rounds, the median pair shown: one paced run's p99 rests on its
+        # slowest 1 % of calls, which a shared machine's other work moves by 2x.
+        pairs = []
+        for _ in range(P99_ROUNDS):
+            noop_run = measure(noop, "CreateLease", **paced)
+            lease_run = measure(serve, "CreateLease", **paced)
+            pairs.append((lease_run[0].p99_ms / noop_run[0].p99_ms, noop_run, lease_run))
+        pairs.sort(key=lambda pair: pair[0])
+        ratio, (noop_r, noop_cpu), (lease_r, lease_cpu) = pairs[len(pairs) // 2]
+        ratios = ", ".join(f"{pair[0]:.2f}x" for pair in pairs)
         rows.append(
             Row(
                 f"p99 at half max load ({rate:,.0f} CreateLease/s, paced)",
@@ -141,10 +150,12 @@ def grpc_section(
                 f"x no-op ({noop_r.p99_ms:.1f} ms)",
                 "<= 2x",
                 ratio <= 2,
-                f"serve {_detail(lease_r, lease_cpu)}; no-op {_detail(noop_r, noop_cpu)}",
+                f"median of {P99_ROUNDS} alternated rounds ({ratios});"
+                f" serve {_detail(lease_r, lease_cpu)}; no-op {_detail(noop_r, noop_cpu)}",
             )
         )
         out["paced_rate"] = rate
+        out["paced_ratios"] = [round(pair[0], 3) for pair in pairs]
         out["paced_noop"] = _summary(noop_r, noop_cpu)
         out["paced_CreateLease"] = _summary(lease_r, lease_cpu)
         # serve --processes 2 against the one-process serve, at the highest concurrency.

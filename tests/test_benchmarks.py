@@ -40,6 +40,12 @@ def test_every_measurement_produces_a_number_and_the_table_prints(tmp_path):
                  "CreateLease_2_processes"):  # fmt: skip
         assert grpc[name]["rps"] > 0 and not grpc[name]["errors"], name
     assert grpc["paced_CreateLease"]["p99_ms"] > 0 and grpc["paced_noop"]["p99_ms"] > 0
+    # The p99 row shows the median of the alternated paced rounds, and it is their pair.
+    ratios = grpc["paced_ratios"]
+    assert len(ratios) == 3 and ratios == sorted(ratios) and all(r > 0 for r in ratios)
+    (p99_row,) = [row for row in data["rows"] if row["measurement"].startswith("p99 ")]
+    assert p99_row["ratio"] == pytest.approx(ratios[1], abs=0.001)
+    assert "median of 3 alternated rounds" in p99_row["detail"]
     for name in ("minimal_redis_benchmark", "create_lease_redis_benchmark",
                  "library_create_lease", "library_create_lease_unpipelined",
                  "library_create_lease_asyncio", "minimal_from_threads",
