@@ -42,7 +42,8 @@ end
 
 redis.call('ZREM', KEYS[2], ARGV[1])
 refresh_slot_ttl(KEYS[2])
-redis.call('HSET', KEYS[1], 'status', BOOKING_STATUS.CANCELLED, 'updated_ms', now)
+local now_text = int_text(now)
+redis.call('HSET', KEYS[1], 'status', BOOKING_STATUS.CANCELLED, 'updated_ms', now_text)
 emit(KEYS[3], ARGV[2], now, 'booking.cancelled', {'booking_id', ARGV[1], 'slot', booking[4],
-  'lease_id', booking[6], 'fence', booking[7], 'at_ms', now})
+  'lease_id', booking[6], 'fence', booking[7], 'at_ms', now_text})
 return {OUTCOME.OK, now}

@@ -76,10 +76,11 @@ end
 -- maxmemory (noeviction) Redis refuses the script there, before anything changed.
 local booking_id = ARGV[2]
 local start_ms = lease[7]
+local now_text = int_text(now)  -- passed five times below
 redis.call('HSET', KEYS[4],
   'booking_id', booking_id, 'lease_id', lease_id, 'status', BOOKING_STATUS.CONFIRMED,
   'slot', KEYS[2], 'slot_field', field, 'start_ms', start_ms, 'start_ns', ARGV[9], 'duration_ns', ARGV[10],
-  'fence', fence, 'fp', ARGV[3], 'created_ms', now, 'updated_ms', now, 'data', ARGV[4])
+  'fence', fence, 'fp', ARGV[3], 'created_ms', now_text, 'updated_ms', now_text, 'data', ARGV[4])
 redis.call('ZADD', KEYS[5], start_ms, booking_id)
 
 redis.call('ZREM', KEYS[2], lease_id)
@@ -87,14 +88,14 @@ redis.call('ZADD', KEYS[2], '+inf', booking_id)
 refresh_slot_ttl(KEYS[2])
 
 redis.call('HSET', KEYS[1], 'state', LEASE_STATE.CONSUMED, 'booking_id', booking_id,
-  'booking_fp', ARGV[3], 'ended_ms', now)
+  'booking_fp', ARGV[3], 'ended_ms', now_text)
 -- Kept as long as the lease's client-reference entry can still replay this lease id
 -- (until its original expiry), plus the retention: a replayed id must stay bookable.
-redis.call('PEXPIREAT', KEYS[1], expires + tonumber(ARGV[7]))
+redis.call('PEXPIREAT', KEYS[1], int_text(expires + tonumber(ARGV[7])))
 redis.call('ZREM', KEYS[6], lease_id)
 
 emit(KEYS[7], ARGV[8], now, 'lease.consumed', {'lease_id', lease_id, 'slot', field,
-  'fence', fence, 'booking_id', booking_id, 'at_ms', now})
+  'fence', fence, 'booking_id', booking_id, 'at_ms', now_text})
 emit(KEYS[7], ARGV[8], now, 'booking.created', {'booking_id', booking_id, 'slot', field,
-  'lease_id', lease_id, 'fence', fence, 'at_ms', now})
+  'lease_id', lease_id, 'fence', fence, 'at_ms', now_text})
 return {OUTCOME.OK, booking_id, tonumber(fence), now}

@@ -98,30 +98,33 @@ end
 -- HINCRBY is the first write, and one that may grow memory: under maxmemory
 -- (noeviction) Redis refuses the script there, before anything has changed.
 local lease_id = ARGV[1]
-local fence = redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
-redis.call('ZADD', KEYS[1], expires, lease_id)
+local fence = redis.call('HINCRBY', KEYS[5], ARGV[3], '1')
+-- Each passed several times below: formatted once (int_text).
+local now_text, expires_text, fence_text = int_text(now), int_text(expires), int_text(fence)
+redis.call('ZADD', KEYS[1], expires_text, lease_id)
 if taken == 0 then
   -- Nothing else live: no booking (those count forever), and any hold left has
   -- expired, so the key's own TTL has passed too. The new hold sets it.
-  redis.call('PEXPIREAT', KEYS[1], expires)
+  redis.call('PEXPIREAT', KEYS[1], expires_text)
 else
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_text)
   refresh_slot_ttl(KEYS[1])
 end
 
 local record = {'state', LEASE_STATE.HELD, 'slot_field', ARGV[3], 'ref', ARGV[9],
-  'fence', fence, 'start_ms', start, 'created_ms', now, 'expires_ms', expires}
+  'fence', fence_text, 'start_ms', int_text(start), 'created_ms', now_text,
+  'expires_ms', expires_text}
 if ARGV[15] ~= '' then
   record[#record + 1] = 'tag'
   record[#record + 1] = ARGV[15]
 end
 redis.call('HSET', KEYS[4], unpack(record))
-redis.call('PEXPIREAT', KEYS[4], expires + tonumber(ARGV[10]))
+redis.call('PEXPIREAT', KEYS[4], int_text(expires + tonumber(ARGV[10])))
 
-write_ref(KEYS[3], lease_id, ARGV[2], expires, fence)
+write_ref(KEYS[3], lease_id, ARGV[2], expires_text, fence_text)
 
-redis.call('ZADD', KEYS[6], expires, lease_id)
+redis.call('ZADD', KEYS[6], expires_text, lease_id)
 emit(KEYS[7], ARGV[11], now, 'lease.created', {'lease_id', lease_id, 'slot', ARGV[3],
-  'fence', fence, 'expires_ms', expires, 'at_ms', now})
+  'fence', fence_text, 'expires_ms', expires_text, 'at_ms', now_text})
 
 return {OUTCOME.OK, lease_id, expires, fence}

@@ -54,16 +54,17 @@ end
 local bound = math.min(tonumber(lease[6]) + tonumber(ARGV[3]), tonumber(lease[7]))
 local extended = math.max(expires, math.min(tonumber(ARGV[2]), bound))
 if extended > expires then
-  redis.call('ZADD', KEYS[2], 'XX', extended, ARGV[1])
+  local extended_text = int_text(extended)  -- passed five times below
+  redis.call('ZADD', KEYS[2], 'XX', extended_text, ARGV[1])
   refresh_slot_ttl(KEYS[2])
-  redis.call('HSET', KEYS[1], 'expires_ms', extended)
-  redis.call('PEXPIREAT', KEYS[1], extended + tonumber(ARGV[5]))
+  redis.call('HSET', KEYS[1], 'expires_ms', extended_text)
+  redis.call('PEXPIREAT', KEYS[1], int_text(extended + tonumber(ARGV[5])))
   local held, held_fp = read_ref(KEYS[3])
   if held == ARGV[1] then
-    write_ref(KEYS[3], held, held_fp, extended, fence)
+    write_ref(KEYS[3], held, held_fp, extended_text, fence)
   end
-  redis.call('ZADD', KEYS[4], extended, ARGV[1])
+  redis.call('ZADD', KEYS[4], extended_text, ARGV[1])
   emit(KEYS[5], ARGV[6], now, 'lease.extended', {'lease_id', ARGV[1], 'slot', field,
-    'fence', fence, 'expires_ms', extended, 'at_ms', now})
+    'fence', fence, 'expires_ms', extended_text, 'at_ms', int_text(now)})
 end
 return {OUTCOME.OK, extended}

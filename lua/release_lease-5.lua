@@ -41,8 +41,9 @@ if read_ref(KEYS[3]) == ARGV[1] then
   redis.call('DEL', KEYS[3])
 end
 redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('HSET', KEYS[1], 'state', LEASE_STATE.RELEASED, 'ended_ms', now)
-redis.call('PEXPIREAT', KEYS[1], now + tonumber(ARGV[2]))
+local now_text = int_text(now)
+redis.call('HSET', KEYS[1], 'state', LEASE_STATE.RELEASED, 'ended_ms', now_text)
+redis.call('PEXPIREAT', KEYS[1], int_text(now + tonumber(ARGV[2])))
 emit(KEYS[5], ARGV[3], now, 'lease.released', {'lease_id', ARGV[1], 'slot', field,
-  'fence', lease[5], 'at_ms', now})
+  'fence', lease[5], 'at_ms', now_text})
 return {OUTCOME.OK}

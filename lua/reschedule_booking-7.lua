@@ -73,15 +73,16 @@ end
 -- The booking now holds a spot of another slot, so it gets that slot's next token:
 -- a booking database keyed by slot sees tokens grow there too. HINCRBY goes first
 -- as the first write that may grow memory, so maxmemory refuses before any change.
-local fence = redis.call('HINCRBY', KEYS[7], ARGV[2], 1)
+local fence = redis.call('HINCRBY', KEYS[7], ARGV[2], '1')
+local now_text, fence_text = int_text(now), int_text(fence)
 redis.call('ZADD', KEYS[3], '+inf', ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_text)
 refresh_slot_ttl(KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 refresh_slot_ttl(KEYS[2])
 redis.call('HSET', KEYS[1], 'slot', KEYS[3], 'slot_field', ARGV[2], 'start_ms', ARGV[3],
-  'start_ns', ARGV[4], 'duration_ns', ARGV[5], 'fence', fence, 'updated_ms', now)
+  'start_ns', ARGV[4], 'duration_ns', ARGV[5], 'fence', fence_text, 'updated_ms', now_text)
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 emit(KEYS[6], ARGV[7], now, 'booking.rescheduled', {'booking_id', ARGV[1], 'from_slot', booking[4],
-  'slot', ARGV[2], 'fence', fence, 'at_ms', now})
+  'slot', ARGV[2], 'fence', fence_text, 'at_ms', now_text})
 return {OUTCOME.OK, fence, now}

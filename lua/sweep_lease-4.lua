@@ -34,7 +34,7 @@ if lease[1] ~= LEASE_STATE.HELD then
 end
 local expires = tonumber(lease[3])
 if expires > now then
-  redis.call('ZADD', KEYS[1], expires, ARGV[1])
+  redis.call('ZADD', KEYS[1], lease[3], ARGV[1])
   return {OUTCOME.NOT_DUE}
 end
 if not is_slot_key(KEYS[3], lease[2]) then
@@ -44,7 +44,8 @@ end
 redis.call('ZREM', KEYS[3], ARGV[1])
 refresh_slot_ttl(KEYS[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'state', LEASE_STATE.EXPIRED, 'ended_ms', now)
+local now_text = int_text(now)
+redis.call('HSET', KEYS[2], 'state', LEASE_STATE.EXPIRED, 'ended_ms', now_text)
 emit(KEYS[4], ARGV[2], now, 'lease.expired', {'lease_id', ARGV[1], 'slot', lease[2],
-  'fence', lease[4], 'expires_ms', expires, 'at_ms', now})
+  'fence', lease[4], 'expires_ms', lease[3], 'at_ms', now_text})
 return {OUTCOME.OK}
