@@ -73,20 +73,24 @@ end
 
 -- Argument checks, run before a script's first write: Redis does not roll a script
 -- back when a command fails half-way, so a bad value must stop it before anything
--- changed. spec maps an ARGV index to its kind: 'int' (a whole number of at most 15
--- digits, exact in Lua's numbers), 'ns' (at most 19 digits, kept as text), 'u64' (at
--- most 20, kept as text), each with a trailing '?' when '' is allowed too. Returns the
--- first bad index, or nil. (On every call of every script: one find per value.)
+-- changed. spec is a flat list: ARGV index, kind, index, kind, ... with kinds 'int' (a
+-- whole number of at most 15 digits, exact in Lua's numbers), 'ns' (at most 19 digits,
+-- kept as text), 'u64' (at most 20, kept as text), each with a trailing '?' when '' is
+-- allowed too. Returns the first bad index in spec's order, or nil. It runs on every
+-- call of every script: a list and a counted loop (create_lease's eight checks, timed
+-- in a loop inside Redis: ~2.2 us, against ~3.3 us as a map walked with pairs).
 local ARGUMENT_DIGITS = {['int'] = 15, ['int?'] = 15, ['ns'] = 19, ['ns?'] = 19, ['u64'] = 20, ['u64?'] = 20}
+local ARGUMENT_OPTIONAL = {['int?'] = true, ['ns?'] = true, ['u64?'] = true}
 local function bad_argument(spec)
-  for index, kind in pairs(spec) do
+  for i = 1, #spec, 2 do
+    local index, kind = spec[i], spec[i + 1]
     local value = ARGV[index]
     if value == nil then
       return index
     end
-    if value ~= '' or string.byte(kind, -1) ~= 63 then
-      local sign = (string.byte(value) == 45) and 1 or 0
-      if not string.find(value, '^%-?%d+$') or #value - sign > ARGUMENT_DIGITS[kind] then
+    if value ~= '' or not ARGUMENT_OPTIONAL[kind] then
+      local digits = #value - ((string.byte(value) == 45) and 1 or 0)
+      if not string.find(value, '^%-?%d+$') or digits > ARGUMENT_DIGITS[kind] then
         return index
       end
     end

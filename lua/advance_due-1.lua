@@ -17,7 +17,7 @@
 -- between the sweeper's read of the lease index and this script can be missed; the
 -- sweeper's slow full pass finds it (core/sweeper.py).
 
-local bad = bad_argument({[2] = 'int', [3] = 'int?'})
+local bad = bad_argument({2, 'int', 3, 'int?'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end

@@ -16,7 +16,7 @@
 --         {OUTCOME.DEADLINE_PASSED}   the caller's deadline passed: nothing written
 --         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 
-local bad = bad_argument({[2] = 'int', [3] = 'int?'})
+local bad = bad_argument({2, 'int', 3, 'int?'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end

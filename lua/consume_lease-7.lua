@@ -31,8 +31,8 @@
 --         {OUTCOME.DEADLINE_PASSED}   the caller's deadline passed: nothing written
 --         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 
-local bad = bad_argument({[5] = 'int', [6] = 'int?', [7] = 'int', [8] = 'int', [9] = 'ns',
-  [10] = 'ns', [11] = 'int?'})
+local bad = bad_argument({5, 'int', 6, 'int?', 7, 'int', 8, 'int', 9, 'ns',
+  10, 'ns', 11, 'int?'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end

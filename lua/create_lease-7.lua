@@ -43,8 +43,8 @@
 -- staff and room are in its name, the merchant and token in the key. Every value is
 -- short, so Redis keeps the HASH in its compact listpack encoding.
 
-local bad = bad_argument({[4] = 'int', [5] = 'int', [6] = 'int?', [7] = 'int', [8] = 'int',
-  [10] = 'int', [11] = 'int', [12] = 'int?'})
+local bad = bad_argument({4, 'int', 5, 'int', 6, 'int?', 7, 'int', 8, 'int',
+  10, 'int', 11, 'int', 12, 'int?'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end

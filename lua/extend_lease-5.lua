@@ -25,7 +25,7 @@
 -- The expiry becomes max(current, min(target, bounds)): a retry of the same call (say
 -- after a lost reply) finds it done and changes nothing, so one call never extends twice.
 
-local bad = bad_argument({[2] = 'int', [3] = 'int', [4] = 'int?', [5] = 'int', [6] = 'int'})
+local bad = bad_argument({2, 'int', 3, 'int', 4, 'int?', 5, 'int', 6, 'int'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end

@@ -16,7 +16,7 @@
 --
 -- A booking record that is already gone leaves only its index entry, which goes too.
 
-local bad = bad_argument({[2] = 'int'})
+local bad = bad_argument({2, 'int'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end

@@ -13,9 +13,10 @@
 -- script checks each against the cutoff on Redis's clock, so a caller's clock never
 -- decides what is removed.
 
-local spec = {[1] = 'int'}
+local spec = {1, 'int'}
 for i = 3, #ARGV, 2 do
-  spec[i] = 'int'
+  spec[#spec + 1] = i
+  spec[#spec + 1] = 'int'
 end
 local bad = bad_argument(spec)
 if bad then

@@ -11,7 +11,7 @@
 --         {OUTCOME.FEED_OUTDATED, newer generation} a newer feed was loaded: refused
 --         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 
-local bad = bad_argument({[1] = 'int', [2] = 'u64?'})
+local bad = bad_argument({1, 'int', 2, 'u64?'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end

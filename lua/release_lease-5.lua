@@ -16,7 +16,7 @@
 --         {OUTCOME.LEASE_CONSUMED, booking_id}  it became a booking: cancel that instead
 --         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 
-local bad = bad_argument({[2] = 'int', [3] = 'int'})
+local bad = bad_argument({2, 'int', 3, 'int'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end

@@ -20,7 +20,7 @@
 -- (which names no slot), so the merchant offers nothing, rather than falling back
 -- to the default capacity. Leases and bookings are not touched.
 
-local spec = {[1] = 'int', [3] = 'int?', [4] = 'int'}
+local spec = {1, 'int', 3, 'int?', 4, 'int'}
 local bad = bad_argument(spec)
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
@@ -31,7 +31,8 @@ if slots < 0 or last_pair > #ARGV then
   return {OUTCOME.BAD_ARGUMENT, 4}
 end
 for i = 6, last_pair, 2 do
-  spec[i] = 'int'
+  spec[#spec + 1] = i
+  spec[#spec + 1] = 'int'
 end
 bad = bad_argument(spec)
 if bad then

@@ -30,7 +30,7 @@
 --         {OUTCOME.DEADLINE_PASSED}   the caller's deadline passed: nothing written
 --         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 
-local bad = bad_argument({[3] = 'int', [4] = 'ns', [5] = 'ns', [6] = 'int', [7] = 'int', [8] = 'int?'})
+local bad = bad_argument({3, 'int', 4, 'ns', 5, 'ns', 6, 'int', 7, 'int', 8, 'int?'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end

@@ -17,7 +17,7 @@
 -- refuses new leases (and bookings of leases beyond it) from now on. A merchant
 -- with no inventory gets one by this: from then on only its listed slots are offered.
 
-local bad = bad_argument({[2] = 'int', [3] = 'int'})
+local bad = bad_argument({2, 'int', 3, 'int'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end

@@ -11,7 +11,7 @@
 --   'unlisted' (the merchant has inventory and this slot is not in it).
 --         {OUTCOME.BAD_ARGUMENT, i}   ARGV[i] is malformed (checked before any write)
 
-local bad = bad_argument({[2] = 'int'})
+local bad = bad_argument({2, 'int'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end

@@ -16,7 +16,7 @@
 -- Correctness never depends on this script: an expired hold stops counting at its
 -- expiry whether or not it has been swept.
 
-local bad = bad_argument({[2] = 'int'})
+local bad = bad_argument({2, 'int'})
 if bad then
   return {OUTCOME.BAD_ARGUMENT, bad}
 end
