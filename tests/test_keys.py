@@ -19,6 +19,7 @@ from support import book, slot, stored_keys
 
 from leasebroker.core.errors import BrokerError
 from leasebroker.core.keys import (
+    ROOTS_KEPT,
     IdKind,
     KeyBuilder,
     SlotId,
@@ -245,6 +246,18 @@ def test_key_kinds_never_collide_within_or_across_merchants():
                 # The same key may only come back for the same merchant and the same kind
                 # (merchant-wide keys do not depend on `other`).
                 pytest.fail(f"{key!r} built for {owner} and {(merchant, kind)}")
+
+
+def test_remembered_merchant_roots_stay_right_and_bounded():
+    """merchant_root remembers its answers; past ROOTS_KEPT merchants it starts afresh,
+    and every answer, remembered or not, is the root built from scratch."""
+    kb = KeyBuilder("lb")
+    merchants = [*HOSTILE_IDS[:30], *(f"m-{i}" for i in range(ROOTS_KEPT + 10))]
+    for _ in range(2):
+        for merchant in merchants:
+            assert kb.merchant_root(merchant) == f"lb:{{{encode_component(merchant)}}}"
+            assert len(kb._roots) <= ROOTS_KEPT
+    assert kb.inventory("Caf\u00e9 {Paris}:7") == "lb:{Caf%C3%A9%20%7BParis%7D%3A7}:inventory"
 
 
 def test_prefix_is_the_first_component():

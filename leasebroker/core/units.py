@@ -7,6 +7,7 @@ them (lease expiry, record times). Durations follow the same rule.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import date, datetime, timezone
@@ -58,13 +59,17 @@ def utc_clock(epoch_s: int, date_sep: str = "-", time_sep: str = ":") -> str:
 
     Not strftime itself: slot key names are made on the server's serving thread, and
     there ``datetime.strftime`` cost ~20 us of server CPU per call against ~1.4 us timed
-    alone (docs/architecture.md, "Why the BookingService is a grpc.aio server").
+    alone (docs/architecture.md, "Why the BookingService is a grpc.aio server"). One
+    ``%`` over the fields of ``time.gmtime`` takes half the time of an f-string with a
+    format spec per field (~1.3 against ~2.6 us timed alone).
     """
-    t = time.gmtime(epoch_s)
-    return (
-        f"{t.tm_year}{date_sep}{t.tm_mon:02d}{date_sep}{t.tm_mday:02d}"
-        f"T{t.tm_hour:02d}{time_sep}{t.tm_min:02d}{time_sep}{t.tm_sec:02d}"
-    )
+    return _clock_format(date_sep, time_sep) % time.gmtime(epoch_s)[:6]
+
+
+@functools.cache
+def _clock_format(date_sep: str, time_sep: str) -> str:
+    d, t = date_sep.replace("%", "%%"), time_sep.replace("%", "%%")
+    return f"%d{d}%02d{d}%02dT%02d{t}%02d{t}%02d"
 
 
 def utc_text(epoch_ns: int) -> str:
