@@ -78,9 +78,8 @@ end
 -- kept as text), 'u64' (at most 20, kept as text), each with a trailing '?' when '' is
 -- allowed too. Returns the first bad index in spec's order, or nil. It runs on every
 -- call of every script: a list and a counted loop (create_lease's eight checks, timed
--- in a loop inside Redis: ~2.2 us, against ~3.3 us as a map walked with pairs).
+-- in a loop inside Redis: ~2.9 us, against ~3.3 us as a map walked with pairs).
 local ARGUMENT_DIGITS = {['int'] = 15, ['int?'] = 15, ['ns'] = 19, ['ns?'] = 19, ['u64'] = 20, ['u64?'] = 20}
-local ARGUMENT_OPTIONAL = {['int?'] = true, ['ns?'] = true, ['u64?'] = true}
 local function bad_argument(spec)
   for i = 1, #spec, 2 do
     local index, kind = spec[i], spec[i + 1]
@@ -88,7 +87,7 @@ local function bad_argument(spec)
     if value == nil then
       return index
     end
-    if value ~= '' or not ARGUMENT_OPTIONAL[kind] then
+    if value ~= '' or string.byte(kind, -1) ~= 63 then
       local digits = #value - ((string.byte(value) == 45) and 1 or 0)
       if not string.find(value, '^%-?%d+$') or digits > ARGUMENT_DIGITS[kind] then
         return index
