@@ -52,6 +52,15 @@ def test_every_measurement_produces_a_number_and_the_table_prints(tmp_path):
                  "create_lease_redis_benchmark_events_off",
                  "library_create_lease_asyncio_events_off"):  # fmt: skip
         assert data["redis"][name]["rps"] > 0 and data["redis"][name]["usec_per_call"] > 0
+    # Each library row keeps the fastest of its alternated rounds.
+    rounds = data["redis"]["library_rounds_rps"]
+    assert len(rounds) == 3 and all(len(run) == 5 for run in rounds)
+    for column, name in enumerate(("library_create_lease", "library_create_lease_unpipelined",
+                                   "minimal_from_threads", "library_create_lease_asyncio",
+                                   "library_create_lease_asyncio_events_off")):  # fmt: skip
+        assert round(data["redis"][name]["rps"]) == max(run[column] for run in rounds), name
+    (lib_row,) = [r for r in data["rows"] if r["measurement"] == "library create_lease, 32 threads"]
+    assert "fastest of 3 alternated rounds" in lib_row["detail"]
     assert data["memory"]["bytes_per_lease"] > 0
     assert "events" in data["memory"]["by_kind"]
     # The same leases with the event streams off: every other kind, and no stream.
