@@ -90,3 +90,47 @@ def bytes_per_lease(
         return MemoryResult(leases, merchants, (after - before) / leases, by_kind)
     finally:
         store.close()
+
+
+def structure_floor(url: str, prefix: str, leases: int, events: bool = True) -> MemoryResult:
+    """What the layout's structures cost with nothing in them: for each of ``leases``
+    leases (the same merchants, slots, client references and key names as
+    :func:`bytes_per_lease`), its slot set with one member, a record and a
+    client-reference key of one byte each (each with its TTL), a lease index entry, a
+    fence field and (``events``) a stream entry of one field, every member the lease's
+    22-character token. No layout that keeps each of them as a key or an entry of its
+    own can take less: the rest of today's bytes are their values."""
+    from leasebroker.core.keys import KeyBuilder, SlotId, new_token
+    from leasebroker.core.store import connect
+
+    merchants = max(1, leases // LEASES_PER_MERCHANT)
+    keys = KeyBuilder(prefix)
+    store = connect(url, pool_size=2)
+    try:
+        client = store.client
+        base = time.time_ns() + 24 * 3600 * 10**9
+        expires = base // 10**6  # ms: far enough ahead for every key to stay
+        before = _used_memory(client)
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(leases):
+                merchant = f"m{i % merchants}"
+                slot = SlotId(merchant, "svc", base + i * SLOT_STEP_NS, 1800 * 10**9)
+                field, token = slot.field(), new_token()
+                pipe.zadd(keys.slot(slot, field), {token: expires})
+                pipe.pexpireat(keys.slot(slot, field), expires)
+                pipe.set(keys.lease(merchant, token), "h", pxat=expires)
+                pipe.set(keys.client_ref(merchant, f"ref-{i}"), "r", pxat=expires)
+                pipe.zadd(keys.lease_index(merchant), {token: expires})
+                pipe.hset(keys.fences(merchant), field, 1)
+                if events:
+                    pipe.xadd(keys.events(merchant), {"l": token})
+                if i % 1000 == 999:
+                    pipe.execute()
+            pipe.sadd(keys.merchants(), *(f"m{m}" for m in range(merchants)))
+            pipe.execute()
+        after = _used_memory(client)
+        per_merchant = len(range(0, leases, merchants))
+        by_kind = _breakdown(client, prefix, "m0", per_merchant)
+        return MemoryResult(leases, merchants, (after - before) / leases, by_kind)
+    finally:
+        store.close()

@@ -269,6 +269,31 @@ def memory_section(p: Profile, url: str, client, rows: list[Row], data: dict, fr
         )
 
 
+def floor_section(p: Profile, url: str, client, rows: list[Row], data: dict, fresh: bool) -> None:
+    """The memory floor of today's structures (memory.structure_floor): the same keys
+    and entries with one-byte values, beside the bytes per lease above."""
+    prefix = unique_prefix("floor")
+    own, where = start_private_redis() if fresh else (None, url)
+    try:
+        result = memory.structure_floor(where, prefix, p.leases)
+    finally:
+        if own is not None:
+            own.stop()
+        else:
+            delete_prefix(client, prefix)
+    data["memory_floor"] = asdict(result)
+    kinds = ", ".join(f"{k} {v:.0f}" for k, v in result.by_kind.items())
+    rows.append(
+        Row(
+            f"Redis memory floor: the same keys and entries, one-byte values ({result.leases:,})",
+            f"{result.bytes_per_lease:,.0f} B",
+            detail=f"by key kind (B/lease): {kinds}; the floor of any layout that keeps"
+            " the slot set, record, client reference, index entry, fence and event of a"
+            " lease as a key or an entry each",
+        )
+    )
+
+
 def idle_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> None:
     prefix = unique_prefix("idle")
     try:
@@ -342,6 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
             redis_section(p, url, client, rows, data)
         if "memory" in sections:
             memory_section(p, url, client, rows, data, fresh=private is not None)
+            floor_section(p, url, client, rows, data, fresh=private is not None)
         if "idle" in sections:
             idle_section(p, url, client, rows, data)
     finally:

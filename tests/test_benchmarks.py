@@ -67,10 +67,14 @@ def test_every_measurement_produces_a_number_and_the_table_prints(tmp_path):
     quiet = data["memory_events_off"]
     assert quiet["bytes_per_lease"] > 0
     assert set(quiet["by_kind"]) == set(data["memory"]["by_kind"]) - {"events"}
+    # The floor: the same key kinds as the leases', nothing in them.
+    floor = data["memory_floor"]
+    assert set(floor["by_kind"]) == set(data["memory"]["by_kind"])
+    assert 0 < floor["bytes_per_lease"] < data["memory"]["bytes_per_lease"]
     for name in ("serve_cores", "redis_calls_per_s", "redis_cores"):
         assert math.isfinite(data["idle"][name]) and data["idle"][name] >= 0
     rows = data["rows"]
-    assert len(rows) == 18  # one concurrency in the smoke profile
+    assert len(rows) == 19  # one concurrency in the smoke profile
     assert all(row["met"] is not None for row in rows if row["target"])
     header = result.stdout.splitlines()[1]
     assert header.split() == ["Measurement", "Value", "Ratio", "Target", "Met"]
