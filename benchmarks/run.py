@@ -138,19 +138,22 @@ def _rates(runs: list[tuple[Throughput, ...]], column: int) -> str:
 def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> None:
     rb_prefix = unique_prefix("rb")
     try:
-        # Both scripts under the same driver, alternated; each keeps its round that cost
+        # The scripts under the same driver, alternated; each keeps its round that cost
         # Redis least per call (a shared machine's other work only ever adds to it).
-        tried: list[tuple[Throughput, Throughput, Throughput]] = [
+        tried: list[tuple[Throughput, ...]] = [
             (
                 redis_cost.redis_benchmark(client, url, rb_prefix, p.rb_requests),
                 redis_cost.create_lease_benchmark(client, url, rb_prefix, p.rb_requests),
                 redis_cost.create_lease_benchmark(
                     client, url, rb_prefix, p.rb_requests, **EVENTS_OFF_SETTINGS
                 ),
+                redis_cost.create_lease_benchmark(
+                    client, url, rb_prefix, p.rb_requests, redis_cost.CREATE_LEASE_COMMANDS
+                ),
             )
             for _ in range(SCRIPT_ROUNDS)
         ]
-        rb, script, quiet = (
+        rb, script, quiet, bare = (
             min(runs, key=lambda t: t.usec_per_call) for runs in zip(*tried, strict=True)
         )
     finally:
@@ -163,6 +166,7 @@ def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> 
         "minimal_redis_benchmark": asdict(rb),
         "create_lease_redis_benchmark": asdict(script),
         "create_lease_redis_benchmark_events_off": asdict(quiet),
+        "create_lease_commands_redis_benchmark": asdict(bare),
         "library_create_lease": asdict(lib),
         "library_create_lease_unpipelined": asdict(unpipelined),
         "library_create_lease_asyncio": asdict(awaited),
@@ -236,6 +240,17 @@ def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> 
             quiet.usec_per_call / rb.usec_per_call,
             f"x minimal ({rb.usec_per_call:.1f} us)",
             detail=f"{EVENTS_OFF_DETAIL}; {quiet.rps:,.0f} create_lease/s under redis-benchmark",
+        )
+    )
+    rows.append(
+        Row(
+            "create_lease's commands alone, Redis CPU per call",
+            f"{bare.usec_per_call:.1f} us",
+            bare.usec_per_call / rb.usec_per_call,
+            f"x minimal ({rb.usec_per_call:.1f} us)",
+            detail="its 13 commands with the same keys and arguments, none of its checks or"
+            " branches (CREATE_LEASE_COMMANDS in benchmarks/redis_cost.py): the floor of a"
+            " script that writes every structure create_lease writes",
         )
     )
 

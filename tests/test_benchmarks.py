@@ -50,7 +50,8 @@ def test_every_measurement_produces_a_number_and_the_table_prints(tmp_path):
                  "library_create_lease", "library_create_lease_unpipelined",
                  "library_create_lease_asyncio", "minimal_from_threads",
                  "create_lease_redis_benchmark_events_off",
-                 "library_create_lease_asyncio_events_off"):  # fmt: skip
+                 "library_create_lease_asyncio_events_off",
+                 "create_lease_commands_redis_benchmark"):  # fmt: skip
         assert data["redis"][name]["rps"] > 0 and data["redis"][name]["usec_per_call"] > 0
     # Each library row keeps the fastest of its alternated rounds.
     rounds = data["redis"]["library_rounds_rps"]
@@ -74,7 +75,7 @@ def test_every_measurement_produces_a_number_and_the_table_prints(tmp_path):
     for name in ("serve_cores", "redis_calls_per_s", "redis_cores"):
         assert math.isfinite(data["idle"][name]) and data["idle"][name] >= 0
     rows = data["rows"]
-    assert len(rows) == 19  # one concurrency in the smoke profile
+    assert len(rows) == 20  # one concurrency in the smoke profile
     assert all(row["met"] is not None for row in rows if row["target"])
     header = result.stdout.splitlines()[1]
     assert header.split() == ["Measurement", "Value", "Ratio", "Target", "Met"]
