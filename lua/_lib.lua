@@ -1,5 +1,5 @@
--- Shared helpers, put in front of every script on the same line as OUTCOME
--- (see leasebroker/core/scripts.py): whole-line comments are dropped and the rest is
+-- Shared helpers, put in front of every script on its first line (see
+-- leasebroker/core/scripts.py): whole-line comments are dropped and the rest is
 -- joined into one line, so keep every statement free of trailing comments.
 
 -- A whole number as text, to pass to redis.call. Redis 7.0 turns each Lua number

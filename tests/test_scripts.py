@@ -12,8 +12,10 @@ import pytest
 from support import lease_request
 
 from leasebroker.core import scripts as scripts_module
-from leasebroker.core.outcomes import Outcome, lua_table
-from leasebroker.core.scripts import BoundScript, Scripts, load_sources
+from leasebroker.core.model import LeaseState
+from leasebroker.core.outcomes import Outcome
+from leasebroker.core.scripts import BoundScript, Scripts, inline_constants, load_sources
+from leasebroker.core.settings import EVENTS_OFF
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 NAME_RE = re.compile(r"^(?P<name>[a-z_]+)-(?P<keys>\d+)\.lua$")
@@ -65,8 +67,14 @@ def test_every_script_is_found_and_loaded():
     for path in SCRIPT_FILES:
         source = sources[NAME_RE.match(path.name)["name"]]
         assert source.key_count == key_count(path)
-        assert source.text.startswith(f"local OUTCOME = {lua_table()} ")
-        assert source.text.endswith(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        assert source.text.endswith(" " + inline_constants(text, path.name))
+        # The helpers join the first line: Redis's line numbers are the file's.
+        assert source.text.count("\n") == text.count("\n")
+        # Every enum name became its value: no script builds a table of them per call.
+        enum_name = r"\b(OUTCOME|LEASE_STATE|BOOKING_STATUS|CAPACITY_SOURCE)\."
+        assert not re.search(enum_name, source.text)
+        assert "EVENTS_OFF" not in source.text
 
 
 @pytest.mark.parametrize("path", SCRIPT_FILES, ids=lambda p: p.name)
@@ -131,11 +139,22 @@ def test_lib_has_no_trailing_comments():
             assert "--" not in stripped, f"_lib.lua:{number}: {stripped}"
 
 
-def test_lua_table_lists_every_outcome():
-    table = lua_table()
+def test_every_enum_name_becomes_its_value():
     for outcome in Outcome:
-        assert f"{outcome.name}={outcome.value}" in table
+        code = f"return {{OUTCOME.{outcome.name}, x}}"
+        assert inline_constants(code, "t.lua") == f"return {{{int(outcome)}, x}}"
     assert len(set(Outcome)) == len(Outcome.__members__), "an outcome value is reused"
+    for state in LeaseState:
+        assert inline_constants(f"s == LEASE_STATE.{state.name}", "t.lua") == f"s == '{state}'"
+    assert inline_constants("keep == EVENTS_OFF", "t.lua") == f"keep == {EVENTS_OFF}"
+    # Names that are not ours stay, and so do words that merely contain one of ours.
+    code = "MY_OUTCOME.OK; x.OUTCOME; NOT_EVENTS_OFF; U.S"
+    assert inline_constants(code, "t.lua") == code
+
+
+def test_a_member_the_enum_lacks_fails_loading():
+    with pytest.raises(ValueError, match=r"t\.lua: OUTCOME\.NOPE names no member of Outcome"):
+        inline_constants("return {OUTCOME.NOPE}", "t.lua")
 
 
 # ---------------------------------------------------------------- calling scripts

@@ -22,8 +22,8 @@ class _TextEnum(str, Enum):
 
 
 class LeaseState(_TextEnum):
-    """Where a lease is in its life. The scripts read and write these texts (the
-    ``LEASE_STATE`` table put in front of every script)."""
+    """Where a lease is in its life. The scripts read and write these texts (as
+    ``LEASE_STATE.HELD`` and so on, replaced by the text when a script is loaded)."""
 
     HELD = "held"
     # Written by the sweeper; a held lease whose expiry has passed reads as expired too.

@@ -1,16 +1,15 @@
 """Outcome codes that the Lua scripts reply with: the one list shared by Python and Lua.
 
 Every script replies ``{code, ...data}`` with ``code`` from :class:`Outcome`.
-The scripts never spell a number: :mod:`leasebroker.core.scripts` puts this enum in
-front of each script as a Lua table ``OUTCOME`` (``OUTCOME.SLOT_FULL``), so the
-two languages cannot drift apart. Mapping an outcome to a gRPC status happens in
+The scripts never spell a number: they write ``OUTCOME.SLOT_FULL``, and
+:mod:`leasebroker.core.scripts` puts this enum's value in its place when it loads
+them, so the two languages cannot drift apart. Mapping an outcome to a gRPC status happens in
 one place, :mod:`leasebroker.wire.errors`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from enum import Enum, IntEnum
+from enum import IntEnum
 
 
 class Outcome(IntEnum):
@@ -67,14 +66,11 @@ class Outcome(IntEnum):
     FEED_OUTDATED = 23
 
 
-def lua_table(members: Iterable[Enum] = Outcome) -> str:
-    """An enum as a Lua table constructor: ``{OK=0,REPLAYED=1}``, or ``{HELD='held'}``
-    for an enum of texts (which never hold a quote or a backslash)."""
-
-    def literal(value: object) -> str:
-        if isinstance(value, str):
-            assert "'" not in value and "\\" not in value, value
-            return f"'{value}'"
-        return str(int(value))  # type: ignore[call-overload]
-
-    return "{" + ",".join(f"{m.name}={literal(m.value)}" for m in members) + "}"
+def lua_literal(value: object) -> str:
+    """An enum value as a Lua literal: ``0``, or ``'held'`` for a text (which never holds
+    a quote or a backslash)."""
+    if isinstance(value, str):
+        if "'" in value or "\\" in value:
+            raise ValueError(f"an enum text for Lua holds a quote or a backslash: {value!r}")
+        return f"'{value}'"
+    return str(int(value))  # type: ignore[call-overload]

@@ -19,19 +19,53 @@ from importlib import resources
 from typing import Any
 
 from leasebroker.core.model import BookingStatus, CapacitySource, LeaseState
-from leasebroker.core.outcomes import lua_table
+from leasebroker.core.outcomes import Outcome, lua_literal
 from leasebroker.core.settings import EVENTS_OFF
 
 _NAME_RE = re.compile(r"(?P<name>[a-z_]+)-(?P<keys>\d+)\.lua")
 
+# The Python enums the scripts name as ``TABLE.MEMBER`` (``OUTCOME.SLOT_FULL``,
+# ``LEASE_STATE.HELD``), and ``EVENTS_OFF``: each name is replaced by its value when a
+# script is loaded, so Python and Lua share one definition. Tables of them in front of
+# each script were built again on every call: create_lease cost ~1 us more that way,
+# ~4 % (docs/architecture.md, "Why the enum names become values").
+_ENUMS: dict[str, Any] = {
+    "OUTCOME": Outcome,
+    "LEASE_STATE": LeaseState,
+    "BOOKING_STATUS": BookingStatus,
+    "CAPACITY_SOURCE": CapacitySource,
+}
+_CONSTANT_RE = re.compile(r"\b(?:(?P<table>[A-Z_]+)\.(?P<member>[A-Z_]+)|EVENTS_OFF)\b")
+
 
 @dataclass(frozen=True)
 class ScriptSource:
-    """One script's text (with the outcome table in front) and its key count."""
+    """One script's text (the shared helpers in front, the enum names replaced by their
+    values) and its key count."""
 
     name: str
     key_count: int
     text: str
+
+
+def inline_constants(text: str, where: str) -> str:
+    """``text`` with each ``TABLE.MEMBER`` of :data:`_ENUMS`, and ``EVENTS_OFF``, replaced
+    by its Lua literal (comments too: they are not run). ValueError for a member the enum
+    does not have, which would otherwise read as ``nil`` when the script runs."""
+
+    def literal(match: re.Match[str]) -> str:
+        table = match["table"]
+        if table is None:
+            return str(EVENTS_OFF)
+        enum = _ENUMS.get(table)
+        if enum is None:
+            return match[0]  # not one of ours (e.g. a word in a comment)
+        member = enum.__members__.get(match["member"])
+        if member is None:
+            raise ValueError(f"{where}: {match[0]} names no member of {enum.__name__}")
+        return lua_literal(member.value)
+
+    return _CONSTANT_RE.sub(literal, text)
 
 
 def _one_line(library: str) -> str:
@@ -44,23 +78,12 @@ def _one_line(library: str) -> str:
 def load_sources() -> dict[str, ScriptSource]:
     """Every shipped script by operation name.
 
-    The ``OUTCOME``, ``LEASE_STATE``, ``BOOKING_STATUS`` and ``CAPACITY_SOURCE``
-    tables (from the Python enums), the event retention that means off
-    (``EVENTS_OFF``) and the helpers of ``_lib.lua`` go on the script's first
-    line, in front of its header comment, so line numbers in Redis error messages
-    match the file.
+    The helpers of ``_lib.lua`` go on the script's first line, in front of its header
+    comment, so line numbers in Redis error messages match the file; in both, the
+    enum names become their values (:func:`inline_constants`).
     """
     folder = resources.files("leasebroker") / "lua"
-    tables = " ".join(
-        [
-            f"local OUTCOME = {lua_table()}",
-            f"local LEASE_STATE = {lua_table(LeaseState)}",
-            f"local BOOKING_STATUS = {lua_table(BookingStatus)}",
-            f"local CAPACITY_SOURCE = {lua_table(CapacitySource)}",
-            f"local EVENTS_OFF = {EVENTS_OFF}",
-        ]
-    )
-    preamble = f"{tables} {_one_line(folder.joinpath('_lib.lua').read_text())}"
+    preamble = inline_constants(_one_line(folder.joinpath("_lib.lua").read_text()), "_lib.lua")
     sources: dict[str, ScriptSource] = {}
     for entry in folder.iterdir():
         match = _NAME_RE.fullmatch(entry.name)
@@ -76,7 +99,7 @@ def load_sources() -> dict[str, ScriptSource]:
         sources[name] = ScriptSource(
             name=name,
             key_count=int(match["keys"]),
-            text=f"{preamble} {body}",
+            text=f"{preamble} {inline_constants(body, entry.name)}",
         )
     return sources
 
