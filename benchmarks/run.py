@@ -1,8 +1,8 @@
 """leasebroker's benchmarks in one run: every number is a ratio to a baseline measured
 in the same run on the same machine (issue 8's targets). Not a test.
 
-    python3 benchmarks/run.py                  # full run, a private redis-server (< ~6 min)
-    python3 benchmarks/run.py --quick          # smaller and shorter (< 90 s)
+    python3 benchmarks/run.py                  # full run, a private redis-server (about 7 min)
+    python3 benchmarks/run.py --quick          # smaller and shorter (about 2 min)
     python3 benchmarks/run.py --redis-url redis://127.0.0.1:6379/15 --json out.json
 
 Without --redis-url it starts its own redis-server on a free loopback port, so no other
@@ -338,7 +338,7 @@ def idle_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> N
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller, < 90 s")
+    parser.add_argument("--quick", action="store_true", help="smaller, about 2 min")
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", help="default: a private redis-server on loopback")
     parser.add_argument(
