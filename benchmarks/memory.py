@@ -59,7 +59,6 @@ def bytes_per_lease(
 ) -> MemoryResult:
     """``settings``: BrokerConfig fields, e.g. the event streams off."""
     from leasebroker.core.broker import LeaseBroker
-    from leasebroker.core.keys import SlotId
     from leasebroker.core.model import LeaseRequest
     from leasebroker.core.settings import BrokerConfig
     from leasebroker.core.store import connect
@@ -75,21 +74,31 @@ def bytes_per_lease(
 
         def work() -> None:
             while (i := next(counter)) < leases:
-                merchant = f"m{i % merchants}"
-                slot = SlotId(merchant, "svc", base + i * SLOT_STEP_NS, 1800 * 10**9)
-                broker.create_lease(LeaseRequest(slot, f"ref-{i}"))
+                broker.create_lease(LeaseRequest(_slot(i, merchants, base), f"ref-{i}"))
 
         workers = [threading.Thread(target=work) for _ in range(threads)]
         for each in workers:
             each.start()
         for each in workers:
             each.join()
-        after = _used_memory(client)
-        per_merchant = len(range(0, leases, merchants))
-        by_kind = _breakdown(client, prefix, "m0", per_merchant)
-        return MemoryResult(leases, merchants, (after - before) / leases, by_kind)
+        return _result(client, prefix, leases, merchants, before)
     finally:
         store.close()
+
+
+def _slot(i: int, merchants: int, base_ns: int) -> Any:
+    """Lease ``i``'s slot: a fresh one, of merchant ``m<i % merchants>``."""
+    from leasebroker.core.keys import SlotId
+
+    return SlotId(f"m{i % merchants}", "svc", base_ns + i * SLOT_STEP_NS, 1800 * 10**9)
+
+
+def _result(client: Any, prefix: str, leases: int, merchants: int, before: int) -> MemoryResult:
+    """The bytes per lease since ``before``, and the breakdown of merchant m0's keys."""
+    after = _used_memory(client)
+    per_merchant = len(range(0, leases, merchants))
+    by_kind = _breakdown(client, prefix, "m0", per_merchant)
+    return MemoryResult(leases, merchants, (after - before) / leases, by_kind)
 
 
 def structure_floor(url: str, prefix: str, leases: int, events: bool = True) -> MemoryResult:
@@ -100,7 +109,7 @@ def structure_floor(url: str, prefix: str, leases: int, events: bool = True) -> 
     fence field and (``events``) a stream entry of one field, every member the lease's
     22-character token. No layout that keeps each of them as a key or an entry of its
     own can take less: the rest of today's bytes are their values."""
-    from leasebroker.core.keys import KeyBuilder, SlotId, new_token
+    from leasebroker.core.keys import KeyBuilder, new_token
     from leasebroker.core.store import connect
 
     merchants = max(1, leases // LEASES_PER_MERCHANT)
@@ -113,9 +122,8 @@ def structure_floor(url: str, prefix: str, leases: int, events: bool = True) -> 
         before = _used_memory(client)
         with client.pipeline(transaction=False) as pipe:
             for i in range(leases):
-                merchant = f"m{i % merchants}"
-                slot = SlotId(merchant, "svc", base + i * SLOT_STEP_NS, 1800 * 10**9)
-                field, token = slot.field(), new_token()
+                slot = _slot(i, merchants, base)
+                merchant, field, token = slot.merchant_id, slot.field(), new_token()
                 pipe.zadd(keys.slot(slot, field), {token: expires})
                 pipe.pexpireat(keys.slot(slot, field), expires)
                 pipe.set(keys.lease(merchant, token), "h", pxat=expires)
@@ -128,9 +136,6 @@ def structure_floor(url: str, prefix: str, leases: int, events: bool = True) -> 
                     pipe.execute()
             pipe.sadd(keys.merchants(), *(f"m{m}" for m in range(merchants)))
             pipe.execute()
-        after = _used_memory(client)
-        per_merchant = len(range(0, leases, merchants))
-        by_kind = _breakdown(client, prefix, "m0", per_merchant)
-        return MemoryResult(leases, merchants, (after - before) / leases, by_kind)
+        return _result(client, prefix, leases, merchants, before)
     finally:
         store.close()

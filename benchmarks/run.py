@@ -20,6 +20,7 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -255,20 +256,35 @@ def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> 
     )
 
 
+def _measure_memory(
+    url: str, client, fresh: bool, measure: Callable[[str, str], memory.MemoryResult]
+) -> memory.MemoryResult:
+    """``measure(url, prefix)`` on a redis-server of its own (``fresh``), or on ``url``
+    under a prefix of its own, deleted afterwards."""
+    prefix = unique_prefix("mem")
+    own, where = start_private_redis() if fresh else (None, url)
+    try:
+        return measure(where, prefix)
+    finally:
+        if own is not None:
+            own.stop()
+        else:
+            delete_prefix(client, prefix)
+
+
 def memory_section(p: Profile, url: str, client, rows: list[Row], data: dict, fresh: bool) -> None:
     """``fresh``: on a redis-server of its own. Redis frees an earlier section's keys,
     and shrinks its tables after them, in the background: on the same server that
     would fall under the measurement's feet."""
     for name, settings in (("memory", {}), ("memory_events_off", EVENTS_OFF_SETTINGS)):
-        prefix = unique_prefix("mem")
-        own, where = start_private_redis() if fresh else (None, url)
-        try:
-            result = memory.bytes_per_lease(where, prefix, p.leases, **settings)
-        finally:
-            if own is not None:
-                own.stop()
-            else:
-                delete_prefix(client, prefix)
+        result = _measure_memory(
+            url,
+            client,
+            fresh,
+            lambda where, prefix, settings=settings: memory.bytes_per_lease(
+                where, prefix, p.leases, **settings
+            ),
+        )
         data[name] = asdict(result)
         kinds = ", ".join(f"{k} {v:.0f}" for k, v in result.by_kind.items())
         label = f"Redis memory per live lease ({result.leases:,} leases)"
@@ -287,15 +303,9 @@ def memory_section(p: Profile, url: str, client, rows: list[Row], data: dict, fr
 def floor_section(p: Profile, url: str, client, rows: list[Row], data: dict, fresh: bool) -> None:
     """The memory floor of today's structures (memory.structure_floor): the same keys
     and entries with one-byte values, beside the bytes per lease above."""
-    prefix = unique_prefix("floor")
-    own, where = start_private_redis() if fresh else (None, url)
-    try:
-        result = memory.structure_floor(where, prefix, p.leases)
-    finally:
-        if own is not None:
-            own.stop()
-        else:
-            delete_prefix(client, prefix)
+    result = _measure_memory(
+        url, client, fresh, lambda where, prefix: memory.structure_floor(where, prefix, p.leases)
+    )
     data["memory_floor"] = asdict(result)
     kinds = ", ".join(f"{k} {v:.0f}" for k, v in result.by_kind.items())
     rows.append(

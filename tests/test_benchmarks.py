@@ -10,9 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ("redis-server", "redis-benchmark")
@@ -81,3 +84,50 @@ def test_every_measurement_produces_a_number_and_the_table_prints(tmp_path):
     assert header.split() == ["Measurement", "Value", "Ratio", "Target", "Met"]
     for row in rows:
         assert row["measurement"] in result.stdout
+
+
+def _command_calls(client) -> dict[str, int]:
+    """Calls per command so far (INFO commandstats), scripts' own left out."""
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): int(stat["calls"])
+        for name, stat in stats.items()
+        if name not in ("cmdstat_eval", "cmdstat_evalsha", "cmdstat_info")
+    }
+
+
+def test_create_lease_commands_are_the_commands_of_a_grant():
+    """The benchmark's floor script (CREATE_LEASE_COMMANDS) runs the very commands
+    create_lease runs to grant a lease on a merchant without inventory, as many of each:
+    counted by Redis itself, on a redis-server of the test's own."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.procs import start_private_redis
+    from benchmarks.redis_cost import CREATE_LEASE_COMMANDS
+    from leasebroker.core.broker import LeaseBroker
+    from leasebroker.core.keys import SlotId
+    from leasebroker.core.model import LeaseRequest
+    from leasebroker.core.outcomes import Outcome
+    from leasebroker.core.settings import BrokerConfig
+
+    proc, url = start_private_redis()
+    try:
+        client = redis.Redis.from_url(url)
+        broker = LeaseBroker(client, BrokerConfig(key_prefix="floor"))
+        start = time.time_ns() + 24 * 3600 * 10**9
+        counted = []
+        for i, text in enumerate((broker.scripts["create_lease"].text, CREATE_LEASE_COMMANDS)):
+            slot = SlotId("m", "svc", start + i * 60 * 10**9, 1800 * 10**9)
+            keys, args = broker.create_lease_call(LeaseRequest(slot, f"ref-{i}"))
+            before = _command_calls(client)
+            reply = client.eval(text, len(keys), *keys, *args)
+            after = _command_calls(client)
+            counted.append(Counter(after) - Counter(before))
+            if i == 0:
+                assert reply[0] == Outcome.OK  # a grant, not a refusal
+        script, floor = counted
+        assert script == floor
+        assert sum(script.values()) == 13 and script["xadd"] == 1
+        client.close()
+    finally:
+        proc.stop()
