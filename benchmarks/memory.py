@@ -101,12 +101,12 @@ def _result(client: Any, prefix: str, leases: int, merchants: int, before: int) 
     return MemoryResult(leases, merchants, (after - before) / leases, by_kind)
 
 
-def structure_floor(url: str, prefix: str, leases: int, events: bool = True) -> MemoryResult:
+def structure_floor(url: str, prefix: str, leases: int) -> MemoryResult:
     """What the layout's structures cost with nothing in them: for each of ``leases``
     leases (the same merchants, slots, client references and key names as
     :func:`bytes_per_lease`), its slot set with one member, a record and a
     client-reference key of one byte each (each with its TTL), a lease index entry, a
-    fence field and (``events``) a stream entry of one field, every member the lease's
+    fence field and a stream entry of one field, every member the lease's
     22-character token. No layout that keeps each of them as a key or an entry of its
     own can take less: the rest of today's bytes are their values."""
     from leasebroker.core.keys import KeyBuilder, new_token
@@ -124,14 +124,14 @@ def structure_floor(url: str, prefix: str, leases: int, events: bool = True) -> 
             for i in range(leases):
                 slot = _slot(i, merchants, base)
                 merchant, field, token = slot.merchant_id, slot.field(), new_token()
-                pipe.zadd(keys.slot(slot, field), {token: expires})
-                pipe.pexpireat(keys.slot(slot, field), expires)
+                slot_key = keys.slot(slot, field)
+                pipe.zadd(slot_key, {token: expires})
+                pipe.pexpireat(slot_key, expires)
                 pipe.set(keys.lease(merchant, token), "h", pxat=expires)
                 pipe.set(keys.client_ref(merchant, f"ref-{i}"), "r", pxat=expires)
                 pipe.zadd(keys.lease_index(merchant), {token: expires})
                 pipe.hset(keys.fences(merchant), field, 1)
-                if events:
-                    pipe.xadd(keys.events(merchant), {"l": token})
+                pipe.xadd(keys.events(merchant), {"l": token})
                 if i % 1000 == 999:
                     pipe.execute()
             pipe.sadd(keys.merchants(), *(f"m{m}" for m in range(merchants)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -116,7 +118,17 @@ def _library_row(
     )
 
 
-def _library_round(p: Profile, url: str, client) -> tuple[Throughput, ...]:
+class LibraryRound(NamedTuple):
+    """One round of the library rows (the JSON's library_rounds_rps keeps this order)."""
+
+    threads: Throughput
+    unpipelined: Throughput
+    minimal_from_threads: Throughput
+    asyncio: Throughput
+    asyncio_events_off: Throughput
+
+
+def _library_round(p: Profile, url: str, client) -> LibraryRound:
     """One round of the library rows, each under prefixes of its own (the same slots and
     client references again would replay), deleted at the round's end."""
     lib_prefix, quiet_prefix = unique_prefix("lib"), unique_prefix("libq")
@@ -126,14 +138,14 @@ def _library_round(p: Profile, url: str, client) -> tuple[Throughput, ...]:
         quiet = redis_cost.library_async(
             url, quiet_prefix, COROUTINES, p.library_s, **EVENTS_OFF_SETTINGS
         )
-        return (*threaded, awaited, quiet)
+        return LibraryRound(*threaded, awaited, quiet)
     finally:
         for prefix in (lib_prefix, quiet_prefix):
             delete_prefix(client, prefix)
 
 
-def _rates(runs: list[tuple[Throughput, ...]], column: int) -> str:
-    return ", ".join(f"{run[column].rps:,.0f}" for run in runs)
+def _rates(runs: list[Throughput]) -> str:
+    return ", ".join(f"{run.rps:,.0f}" for run in runs)
 
 
 def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> None:
@@ -160,8 +172,8 @@ def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> 
     finally:
         delete_prefix(client, rb_prefix)
     library_runs = [_library_round(p, url, client) for _ in range(LIBRARY_ROUNDS)]
-    lib, unpipelined, minimal, awaited, awaited_quiet = (
-        max(runs, key=lambda t: t.rps) for runs in zip(*library_runs, strict=True)
+    lib, unpipelined, minimal, awaited, awaited_quiet = LibraryRound(
+        *(max(runs, key=lambda t: t.rps) for runs in zip(*library_runs, strict=True))
     )
     data["redis"] = {
         "minimal_redis_benchmark": asdict(rb),
@@ -189,7 +201,7 @@ def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> 
             lib,
             rb,
             detail=f"fastest of {LIBRARY_ROUNDS} alternated rounds, as every library row:"
-            f" {_rates(library_runs, 0)} req/s",
+            f" {_rates([run.threads for run in library_runs])} req/s",
         )
     )
     rows.append(
@@ -207,7 +219,7 @@ def redis_section(p: Profile, url: str, client, rows: list[Row], data: dict) -> 
             awaited,
             rb,
             detail="one event loop, one pipelined connection (what serve's BookingService"
-            f" awaits); rounds: {_rates(library_runs, 3)} req/s",
+            f" awaits); rounds: {_rates([run.asyncio for run in library_runs])} req/s",
         )
     )
     rows.append(
@@ -272,21 +284,19 @@ def _measure_memory(
             delete_prefix(client, prefix)
 
 
+def _by_kind(result: memory.MemoryResult) -> str:
+    kinds = ", ".join(f"{k} {v:.0f}" for k, v in result.by_kind.items())
+    return f"by key kind (B/lease): {kinds}"
+
+
 def memory_section(p: Profile, url: str, client, rows: list[Row], data: dict, fresh: bool) -> None:
     """``fresh``: on a redis-server of its own. Redis frees an earlier section's keys,
     and shrinks its tables after them, in the background: on the same server that
     would fall under the measurement's feet."""
     for name, settings in (("memory", {}), ("memory_events_off", EVENTS_OFF_SETTINGS)):
-        result = _measure_memory(
-            url,
-            client,
-            fresh,
-            lambda where, prefix, settings=settings: memory.bytes_per_lease(
-                where, prefix, p.leases, **settings
-            ),
-        )
+        measure = functools.partial(memory.bytes_per_lease, leases=p.leases, **settings)
+        result = _measure_memory(url, client, fresh, measure)
         data[name] = asdict(result)
-        kinds = ", ".join(f"{k} {v:.0f}" for k, v in result.by_kind.items())
         label = f"Redis memory per live lease ({result.leases:,} leases)"
         rows.append(
             Row(
@@ -294,8 +304,7 @@ def memory_section(p: Profile, url: str, client, rows: list[Row], data: dict, fr
                 f"{result.bytes_per_lease:,.0f} B",
                 target="" if settings else "<= 600 B",
                 met=None if settings else result.bytes_per_lease <= 600,
-                detail=f"by key kind (B/lease): {kinds}"
-                + (f"; {EVENTS_OFF_DETAIL}" if settings else ""),
+                detail=_by_kind(result) + (f"; {EVENTS_OFF_DETAIL}" if settings else ""),
             )
         )
 
@@ -303,16 +312,14 @@ def memory_section(p: Profile, url: str, client, rows: list[Row], data: dict, fr
 def floor_section(p: Profile, url: str, client, rows: list[Row], data: dict, fresh: bool) -> None:
     """The memory floor of today's structures (memory.structure_floor): the same keys
     and entries with one-byte values, beside the bytes per lease above."""
-    result = _measure_memory(
-        url, client, fresh, lambda where, prefix: memory.structure_floor(where, prefix, p.leases)
-    )
+    measure = functools.partial(memory.structure_floor, leases=p.leases)
+    result = _measure_memory(url, client, fresh, measure)
     data["memory_floor"] = asdict(result)
-    kinds = ", ".join(f"{k} {v:.0f}" for k, v in result.by_kind.items())
     rows.append(
         Row(
             f"Redis memory floor: the same keys and entries, one-byte values ({result.leases:,})",
             f"{result.bytes_per_lease:,.0f} B",
-            detail=f"by key kind (B/lease): {kinds}; the floor of any layout that keeps"
+            detail=f"{_by_kind(result)}; the floor of any layout that keeps"
             " the slot set, record, client reference, index entry, fence and event of a"
             " lease as a key or an entry each",
         )
